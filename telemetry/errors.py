@@ -1,0 +1,32 @@
+"""The domain error tree. Library errors become these where they enter; only the HTTP layer
+maps them to status codes."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "NotFoundError",
+    "RoadNetworkError",
+    "TelemetryError",
+    "ValidationError",
+]
+
+
+class TelemetryError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class NotFoundError(TelemetryError):
+    """The named thing (alert, vehicle, segment, …) does not exist."""
+
+
+class ConflictError(TelemetryError):
+    """The request conflicts with the current state (e.g. resolving a resolved alert)."""
+
+
+class ValidationError(TelemetryError):
+    """Input that is well-formed but not acceptable."""
+
+
+class RoadNetworkError(TelemetryError):
+    """A road network file could not be read or holds no usable roads."""

@@ -1,0 +1,116 @@
+"""The one settings object, read from ``TELEMETRY_*`` environment variables at start-up."""
+
+from __future__ import annotations
+
+import socket
+from functools import cached_property
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["MqttEndpoint", "Settings"]
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class MqttEndpoint:
+    """Host, port and credentials parsed from ``TELEMETRY_MQTT_URL``."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp"):
+            raise ValueError(f"MQTT URL must start with mqtt:// (got {url!r})")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL has no host: {url!r}")
+        self.host: str = parts.hostname
+        self.port: int = parts.port or 1883
+        self.username: str | None = parts.username
+        self.password: str | None = parts.password
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service. Built once in ``main`` and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="TELEMETRY_", extra="forbid", frozen=True)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/telemetry"
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(8, ge=1)
+    # auto: use TimescaleDB where the extension is available; require: fail without it; off.
+    timescaledb: Literal["auto", "require", "off"] = "auto"
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_client_id: str = Field(default_factory=lambda: f"telemetry-ingest-{socket.gethostname()}")
+    mqtt_topic_prefix: str = "telemetry"
+    # MQTT v5 shared subscription group ($share/<group>/...): set it on every worker of a
+    # scaled-out deployment and the broker spreads vehicles' messages across them.
+    mqtt_share_group: str | None = None
+    # The broker never has more unacknowledged QoS 1 messages in flight to us than this:
+    # it is the ingest path's intake bound (MQTT v5 Receive Maximum, 1..65535).
+    mqtt_receive_maximum: int = Field(20_000, ge=1, le=65_535)
+    mqtt_session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=1, le=65_535)
+    ingest_enabled: bool = True
+
+    batch_max_rows: int = Field(5_000, ge=1)
+    batch_max_age_ms: Positive = 200.0
+    batch_retry_max_s: Positive = 30.0
+    shutdown_drain_s: Positive = 10.0
+
+    max_payload_bytes: int = Field(256 * 1024, ge=1024)
+    max_readings_per_message: int = Field(3_600, ge=1)
+    max_future_skew_s: Positive = 300.0
+    max_age_s: Positive = 7 * 24 * 3600.0
+
+    segment_length_m: Positive = 30.0
+    snap_tolerance_m: Positive = 30.0
+    segments_refresh_s: Positive = 60.0
+
+    quality_max_speed_kmh: Positive = 200.0
+    pass_max_gap_s: Positive = 10.0
+
+    hotspot_percentile: float = Field(10.0, gt=0, lt=100)
+    hotspot_factor: float = Field(2.0, gt=1)
+    hotspot_window_s: Positive = 900.0
+    hotspot_min_samples: int = Field(60, ge=1)
+    hotspot_min_pass_readings: int = Field(2, ge=1)
+
+    thresholds_refresh_s: Positive = 30.0
+    alert_quiet_period_s: Positive = 1800.0
+    alert_sweep_s: Positive = 30.0
+    vehicle_online_s: Positive = 60.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database URL must start with postgresql://")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        MqttEndpoint(value)
+        return value
+
+    @field_validator("mqtt_share_group")
+    @classmethod
+    def _share_group(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c in value for c in "/+#")):
+            raise ValueError("share group must be non-empty and contain no '/', '+' or '#'")
+        return value
+
+    @cached_property
+    def mqtt(self) -> MqttEndpoint:
+        return MqttEndpoint(self.mqtt_url)
+
+    @property
+    def mqtt_subscription(self) -> str:
+        topic = f"{self.mqtt_topic_prefix}/+/+"
+        if self.mqtt_share_group:
+            return f"$share/{self.mqtt_share_group}/{topic}"
+        return topic
