@@ -1,0 +1,82 @@
+"""The dead-letter table: everything the ingest path could not accept, with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from telemetry.ingest.decode import DeadLetter
+
+__all__ = ["insert_dead_letters", "list_dead_letters"]
+
+_COLUMNS = (
+    "received_at",
+    "topic",
+    "kind",
+    "vehicle_id",
+    "reason",
+    "detail",
+    "item_index",
+    "payload",
+)
+
+
+async def insert_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
+    """Store dead letters (inside the caller's transaction)."""
+    if not letters:
+        return
+    await conn.executemany(
+        f"""
+        INSERT INTO dead_letters ({", ".join(_COLUMNS)})
+        VALUES (TIMESTAMPTZ 'epoch' + $1::bigint * INTERVAL '1 microsecond',
+                $2, $3, $4, $5, $6, $7, $8)
+        """,
+        [
+            (
+                d.received_us,
+                d.topic,
+                d.kind,
+                d.vehicle_id,
+                d.reason,
+                d.detail,
+                d.item_index,
+                d.payload,
+            )
+            for d in letters
+        ],
+    )
+
+
+async def list_dead_letters(
+    pool: asyncpg.Pool,
+    *,
+    reason: str | None = None,
+    kind: str | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Newest first; ``before_id`` pages backwards. The payload is decoded as UTF-8 where it
+    can be (with replacement characters where it cannot)."""
+    rows = await pool.fetch(
+        """
+        SELECT id, received_at, topic, kind, vehicle_id, reason, detail, item_index, payload
+        FROM dead_letters
+        WHERE ($1::text IS NULL OR reason = $1)
+          AND ($2::text IS NULL OR kind = $2)
+          AND ($3::bigint IS NULL OR id < $3)
+        ORDER BY id DESC
+        LIMIT $4
+        """,
+        reason,
+        kind,
+        before_id,
+        limit,
+    )
+    out = []
+    for r in rows:
+        item = dict(r)
+        item["payload"] = bytes(r["payload"]).decode("utf-8", errors="replace")
+        out.append(item)
+    return out
