@@ -1,0 +1,185 @@
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from telemetry.detect.exceedance import DetectParams, detect_walkthrough
+from telemetry.detect.thresholds import ThresholdTable
+from telemetry.readings import WalkthroughBatch
+from telemetry.settings import Settings
+
+S = 1_000_000
+# 2026-02-01 08:00 CST (GB 3095-2012 in force) and 2026-03-02 08:00 CST (GB 3095-2026).
+BEFORE = int(dt.datetime(2026, 2, 1, tzinfo=dt.UTC).timestamp()) * S
+AFTER = int(dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()) * S
+
+
+def threshold(id_, pollutant, limit, averaging, start, end, **kw):
+    return {
+        "id": id_,
+        "kind": "walkthrough",
+        "pollutant": pollutant,
+        "limit_value": limit,
+        "unit": "mg/m3" if pollutant == "co" else "ug/m3",
+        "averaging": averaging,
+        "source": f"GB 3095-{start.year}",
+        "effective_from": start,
+        "effective_to": end,
+        **kw,
+    }
+
+
+THRESHOLDS = ThresholdTable.from_rows(
+    [
+        threshold(1, "pm25", 75, "24h", dt.date(2012, 2, 29), dt.date(2026, 3, 1)),
+        threshold(7, "pm25", 60, "24h", dt.date(2026, 3, 1), dt.date(2031, 1, 1)),
+        threshold(4, "no2", 200, "1h", dt.date(2012, 2, 29), None),
+        threshold(9, "co", 10, "1h", dt.date(2012, 2, 29), None, severity="critical"),
+    ]
+)
+PARAMS = DetectParams(
+    max_speed_kmh=200,
+    pass_max_gap_s=10,
+    hotspot_factor=2.0,
+    hotspot_percentile=10,
+    hotspot_window_s=900,
+    hotspot_min_pass_readings=2,
+    hotspot_min_samples=60,
+)
+
+
+def make_batch(vehicle_id, ts_us, **columns) -> WalkthroughBatch:
+    n = len(ts_us)
+    base = {name: np.full(n, np.nan) for name in WalkthroughBatch.__dataclass_fields__}
+    base.update(
+        vehicle_id=np.array(vehicle_id, dtype=object),
+        ts_us=np.array(ts_us, dtype=np.int64),
+        received_us=np.array(ts_us, dtype=np.int64),
+        lat=24.5 + np.arange(n) * 1e-5,
+        lon=np.full(n, 118.1),
+        flag=np.full(n, "N", dtype="<U1"),
+        extra=np.full(n, None, dtype=object),
+    )
+    for name, values in columns.items():
+        base[name] = np.array(values, dtype=base[name].dtype)
+    return WalkthroughBatch(**base)
+
+
+def test_pass_mean_over_pm25_limit_is_one_limit_exceedance():
+    batch = make_batch(["v1"] * 5, BEFORE + np.arange(5) * S, pm25=[80, 90, 100, 90, 90])
+    found = detect_walkthrough(batch, np.full(5, 11), THRESHOLDS, {}, PARAMS)
+    assert len(found) == 1
+    e = found[0]
+    assert (e.kind, e.subject, e.segment_id, e.pollutant, e.rule) == (
+        "walkthrough",
+        "segment:11",
+        11,
+        "pm25",
+        "limit",
+    )
+    assert e.threshold_id == 1
+    assert e.limit_value == 75.0
+    assert e.value == pytest.approx(90.0)
+    assert e.peak == 100.0
+    assert e.multiple == pytest.approx(0.2)
+    assert (e.first_us, e.last_us) == (BEFORE, BEFORE + 4 * S)
+    assert (e.vehicle_id, e.readings, e.unit, e.averaging, e.severity) == (
+        "v1",
+        5,
+        "ug/m3",
+        "24h",
+        "warning",
+    )
+    assert e.details["averaging"] == "24h"
+    assert e.details["indicator"] is True
+    assert "not a legal exceedance" in e.details["note"]
+    assert e.details["confirmed"] is True
+
+
+def test_the_same_pass_mean_is_judged_by_the_limit_in_force_at_the_pass():
+    pm25 = [66.0, 66.0, 66.0]
+    before = make_batch(["v1"] * 3, BEFORE + np.arange(3) * S, pm25=pm25)
+    after = make_batch(["v1"] * 3, AFTER + np.arange(3) * S, pm25=pm25)
+    assert detect_walkthrough(before, np.full(3, 11), THRESHOLDS, {}, PARAMS) == []
+    [e] = detect_walkthrough(after, np.full(3, 11), THRESHOLDS, {}, PARAMS)
+    assert (e.threshold_id, e.limit_value) == (7, 60.0)
+    assert e.multiple == pytest.approx(0.1)
+
+
+def test_unusable_readings_do_not_count_towards_the_pass_mean():
+    batch = make_batch(
+        ["v1"] * 5,
+        BEFORE + np.arange(5) * S,
+        pm25=[70, 1000, 1000, 70, 70],
+        flag=["N", "D", "N", "N", "N"],
+    )
+    segment = np.array([11, 11, -1, 11, 11])
+    assert detect_walkthrough(batch, segment, THRESHOLDS, {}, PARAMS) == []
+
+
+def test_severity_comes_from_the_threshold_row():
+    batch = make_batch(["v1"] * 2, AFTER + np.arange(2) * S, co=[12.0, 14.0])
+    [e] = detect_walkthrough(batch, np.full(2, 3), THRESHOLDS, {}, PARAMS)
+    assert (e.pollutant, e.unit, e.severity, e.limit_value) == ("co", "mg/m3", "critical", 10.0)
+    assert e.multiple == pytest.approx(0.3)
+
+
+def test_plume_against_background_is_a_hotspot():
+    # Segment 12: a plume (no2 mean 50 against background 20); segment 13: ordinary air.
+    ts = AFTER + np.arange(6) * S
+    batch = make_batch(["v2"] * 6, ts, no2=[45, 55, 50, 22, 25, 21])
+    segment = np.array([12, 12, 12, 13, 13, 13])
+    found = detect_walkthrough(batch, segment, THRESHOLDS, {"no2": 20.0}, PARAMS)
+    assert len(found) == 1
+    e = found[0]
+    assert (e.subject, e.pollutant, e.rule, e.threshold_id) == (
+        "segment:12",
+        "no2",
+        "hotspot",
+        None,
+    )
+    assert e.limit_value == 40.0
+    assert e.value == pytest.approx(50.0)
+    assert e.multiple == pytest.approx(0.25)
+    assert e.severity == "warning"
+    assert e.averaging is None
+    assert e.source == "hotspot: pass mean >= 2.0 x P10 background (900 s window)"
+    assert e.details["background"] == 20.0
+    assert (e.first_us, e.last_us, e.readings) == (ts[0], ts[2], 3)
+
+
+def test_hotspot_needs_enough_readings_in_the_pass():
+    batch = make_batch(["v2"] * 2, AFTER + np.array([0, 60]) * S, no2=[90, 90])
+    # Two passes of one reading each, split by the 60 s gap.
+    assert detect_walkthrough(batch, np.full(2, 12), THRESHOLDS, {"no2": 20.0}, PARAMS) == []
+    single = dataclasses.replace(PARAMS, hotspot_min_pass_readings=1)
+    assert len(detect_walkthrough(batch, np.full(2, 12), THRESHOLDS, {"no2": 20.0}, single)) == 2
+
+
+def test_no_hotspot_without_a_background():
+    batch = make_batch(["v2"] * 3, AFTER + np.arange(3) * S, no2=[90, 90, 90])
+    for backgrounds in ({}, {"no2": float("nan")}, {"no2": 0.0}):
+        assert detect_walkthrough(batch, np.full(3, 12), THRESHOLDS, backgrounds, PARAMS) == []
+
+
+def test_pass_over_a_limit_and_the_background_gives_both_rules():
+    batch = make_batch(
+        ["v1", "v1", "v3", "v3"], AFTER + np.array([0, 1, 0, 1]) * S, pm25=[200, 220, 10, 12]
+    )
+    found = detect_walkthrough(batch, np.full(4, 5), THRESHOLDS, {"pm25": 30.0}, PARAMS)
+    assert sorted((e.rule, e.vehicle_id) for e in found) == [("hotspot", "v1"), ("limit", "v1")]
+
+
+def test_empty_batch_has_no_exceedances():
+    empty = WalkthroughBatch.empty()
+    assert detect_walkthrough(empty, np.empty(0, np.int64), THRESHOLDS, {}, PARAMS) == []
+
+
+def test_params_come_from_settings():
+    settings = Settings(pass_max_gap_s=5.0, hotspot_factor=3.0)
+    params = DetectParams.from_settings(settings)
+    assert params.pass_max_gap_s == 5.0
+    assert params.hotspot_factor == 3.0
+    assert params.max_speed_kmh == settings.quality_max_speed_kmh
+    assert params.hotspot_min_samples == settings.hotspot_min_samples
