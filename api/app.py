@@ -1,0 +1,124 @@
+"""The FastAPI application and the lifespan that owns its database pool and ingest worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import FastAPI
+
+import telemetry
+from api.deps import Resources
+from api.errors import install_error_handlers
+from api.routers import api_v1, health
+from telemetry.db import create_pool
+from telemetry.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+#: How long one attempt to open the pool may take.
+CONNECT_TIMEOUT_S = 10.0
+#: Backoff between attempts while the database is unreachable.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API for ``settings``. Nothing connects until the app's lifespan starts."""
+    app = FastAPI(
+        title="Vehicle telemetry",
+        version=telemetry.__version__,
+        description="Alerts, vehicles and road segments from environmental monitoring vehicles.",
+        docs_url="/docs",
+        lifespan=_lifespan,
+    )
+    app.state.resources = Resources(settings=settings)
+    install_error_handlers(app)
+    app.include_router(api_v1)
+    app.include_router(health.router)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    resources: Resources = app.state.resources
+    try:
+        if await _open_pool(resources):
+            await _start_worker(resources)
+        else:
+            # Serve anyway: /healthz reports the database as failing until it is reached.
+            resources.connector = asyncio.create_task(_keep_connecting(resources))
+            resources.connector.add_done_callback(lambda task: _connector_done(resources, task))
+        yield
+    finally:
+        await _close(resources)
+
+
+async def _open_pool(resources: Resources) -> bool:
+    """One attempt to open the pool; False (with the reason recorded) if the database is
+    unreachable."""
+    settings = resources.settings
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            resources.pool = await create_pool(
+                settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            )
+    except _UNREACHABLE as exc:
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        resources.database_error = reason
+        log.warning("database unavailable: %s", reason)
+        return False
+    resources.database_error = None
+    return True
+
+
+async def _start_worker(resources: Resources) -> None:
+    if not resources.settings.ingest_enabled:
+        return
+    from telemetry.ingest.worker import IngestWorker
+
+    assert resources.pool is not None
+    worker = IngestWorker(resources.settings, resources.pool)
+    await worker.start()
+    resources.worker = worker
+
+
+async def _keep_connecting(resources: Resources) -> None:
+    delay = RETRY_FIRST_S
+    while True:
+        await asyncio.sleep(delay)
+        if await _open_pool(resources):
+            log.info("database reached")
+            await _start_worker(resources)
+            return
+        delay = min(delay * 2, RETRY_MAX_S)
+
+
+def _connector_done(resources: Resources, task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        resources.ingest_error = f"ingest worker failed to start: {type(exc).__name__}: {exc}"
+        log.error("ingest worker failed to start", exc_info=exc)
+
+
+async def _close(resources: Resources) -> None:
+    """Stop intake first (the connector, then the worker), then close the pool."""
+    if resources.connector is not None:
+        resources.connector.cancel()
+        await asyncio.wait([resources.connector])
+        resources.connector = None
+    if resources.worker is not None:
+        await resources.worker.stop()
+        resources.worker = None
+    if resources.pool is not None:
+        await resources.pool.close()
+        resources.pool = None

@@ -1,0 +1,58 @@
+"""``/api/v1/alerts``: list, read, acknowledge and resolve alert episodes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import PoolDep
+from api.schemas import Alert, AlertAction, AlertPage, AlertQuery, decode_cursor, encode_cursor
+from telemetry.store import alerts as store
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+AlertId = Annotated[int, Path(ge=1)]
+
+
+@router.get("", response_model=AlertPage)
+async def list_alerts(pool: PoolDep, query: Annotated[AlertQuery, Query()]) -> AlertPage:
+    """Alerts newest first, filtered; follow ``next_cursor`` for older ones."""
+    before_id = decode_cursor(query.cursor) if query.cursor is not None else None
+    rows = await store.list_alerts(
+        pool,
+        statuses=query.status,
+        kind=query.kind,
+        pollutant=query.pollutant,
+        vehicle_id=query.vehicle,
+        segment_id=query.segment,
+        since=query.since,
+        until=query.until,
+        before_id=before_id,
+        limit=query.limit + 1,
+    )
+    items = [Alert.model_validate(r) for r in rows[: query.limit]]
+    next_cursor = encode_cursor(items[-1].id) if len(rows) > query.limit else None
+    return AlertPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{alert_id}", response_model=Alert)
+async def get_alert(pool: PoolDep, alert_id: AlertId) -> Alert:
+    """One alert."""
+    return Alert.model_validate(await store.get_alert(pool, alert_id))
+
+
+@router.post("/{alert_id}/ack", response_model=Alert)
+async def acknowledge_alert(pool: PoolDep, alert_id: AlertId, action: AlertAction) -> Alert:
+    """Acknowledge an open alert; 409 if it is already acknowledged or resolved."""
+    row = await store.acknowledge_alert(pool, alert_id, by=action.by, note=action.note)
+    return Alert.model_validate(row)
+
+
+@router.post("/{alert_id}/resolve", response_model=Alert)
+async def resolve_alert(pool: PoolDep, alert_id: AlertId, action: AlertAction) -> Alert:
+    """Resolve an open or acknowledged alert; 409 if it is already resolved."""
+    row = await store.resolve_alert(pool, alert_id, by=action.by, note=action.note)
+    return Alert.model_validate(row)
