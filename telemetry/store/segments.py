@@ -1,0 +1,125 @@
+"""Road segments in PostgreSQL: import, geometry for the snapping index, per-segment detail."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from telemetry.errors import RoadNetworkError
+from telemetry.roads.model import Segment
+
+__all__ = ["count_segments", "fetch_segment", "load_segment_geometries", "upsert_segments"]
+
+_UPSERT = """
+INSERT INTO road_segments
+    (source, road_ref, seq, name, highway, length_m, coords, min_lon, min_lat, max_lon, max_lat)
+SELECT $1, s.road_ref, s.seq, s.name, s.highway, s.length_m, s.coords::jsonb,
+       s.min_lon, s.min_lat, s.max_lon, s.max_lat
+FROM unnest($2::text[], $3::integer[], $4::text[], $5::text[], $6::float8[], $7::text[],
+            $8::float8[], $9::float8[], $10::float8[], $11::float8[])
+     AS s(road_ref, seq, name, highway, length_m, coords, min_lon, min_lat, max_lon, max_lat)
+ON CONFLICT (source, road_ref, seq) DO UPDATE SET
+    name = EXCLUDED.name,
+    highway = EXCLUDED.highway,
+    length_m = EXCLUDED.length_m,
+    coords = EXCLUDED.coords,
+    min_lon = EXCLUDED.min_lon,
+    min_lat = EXCLUDED.min_lat,
+    max_lon = EXCLUDED.max_lon,
+    max_lat = EXCLUDED.max_lat,
+    imported_at = now()
+"""
+
+_DELETE_MISSING = """
+DELETE FROM road_segments AS r
+WHERE r.source = $1
+  AND NOT EXISTS (
+      SELECT 1 FROM unnest($2::text[], $3::integer[]) AS k(road_ref, seq)
+      WHERE k.road_ref = r.road_ref AND k.seq = r.seq)
+"""
+
+
+async def upsert_segments(
+    conn: asyncpg.Connection, source: str, segments: Sequence[Segment]
+) -> int:
+    """Make ``source``'s stored segments exactly ``segments``; returns how many were written.
+
+    Segments are keyed by ``(source, road_ref, seq)``: one that is already stored keeps its id
+    and gets the new attributes, a new one is inserted, and the source's segments that are not
+    in ``segments`` are deleted. Runs in the caller's transaction; wrap it in one so that a
+    failure leaves the previous import in place.
+    """
+    keys = {(s.road_ref, s.seq) for s in segments}
+    if len(keys) != len(segments):
+        raise RoadNetworkError(f"source {source!r}: the same (road_ref, seq) appears twice")
+    road_refs = [s.road_ref for s in segments]
+    seqs = [s.seq for s in segments]
+    lons = [[lon for lon, _ in s.coords] for s in segments]
+    lats = [[lat for _, lat in s.coords] for s in segments]
+    status = await conn.execute(
+        _UPSERT,
+        source,
+        road_refs,
+        seqs,
+        [s.name for s in segments],
+        [s.highway for s in segments],
+        [s.length_m for s in segments],
+        [json.dumps([list(point) for point in s.coords]) for s in segments],
+        [min(x) for x in lons],
+        [min(y) for y in lats],
+        [max(x) for x in lons],
+        [max(y) for y in lats],
+    )
+    await conn.execute(_DELETE_MISSING, source, road_refs, seqs)
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def load_segment_geometries(
+    pool: asyncpg.Pool,
+) -> list[tuple[int, list[tuple[float, float]]]]:
+    """Every segment's id and (lon, lat) positions, ordered by id: the snapping index's input."""
+    rows = await pool.fetch("SELECT id, coords FROM road_segments ORDER BY id")
+    return [(row["id"], [(lon, lat) for lon, lat in _coords(row["coords"])]) for row in rows]
+
+
+async def fetch_segment(
+    pool: asyncpg.Pool, segment_id: int, *, since: datetime
+) -> dict[str, Any] | None:
+    """One segment with its GeoJSON geometry and its hourly statistics from ``since`` on.
+
+    ``hourly`` holds rows of ``walkthrough_segment_hourly`` with ``bucket >= since``, newest
+    first. None when there is no such segment.
+    """
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT id, source, road_ref, seq, name, highway, length_m, coords"
+            " FROM road_segments WHERE id = $1",
+            segment_id,
+        )
+        if row is None:
+            return None
+        hourly = await conn.fetch(
+            "SELECT * FROM walkthrough_segment_hourly"
+            " WHERE segment_id = $1 AND bucket >= $2 ORDER BY bucket DESC",
+            segment_id,
+            since,
+        )
+    segment = dict(row)
+    segment["geometry"] = {"type": "LineString", "coordinates": _coords(segment.pop("coords"))}
+    segment["hourly"] = [dict(r) for r in hourly]
+    return segment
+
+
+def _coords(value: Any) -> list[list[float]]:
+    # jsonb arrives decoded from pools made by telemetry.db.create_pool, as text from others.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def count_segments(pool: asyncpg.Pool) -> int:
+    """How many road segments are stored."""
+    count = await pool.fetchval("SELECT count(*) FROM road_segments")
+    return int(count)
