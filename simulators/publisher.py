@@ -48,14 +48,15 @@ def encode(readings: Reading | list[Reading]) -> bytes:
 
 
 class _InflightStore(PersistentStorage):
-    """gmqtt's store of unacknowledged QoS 1 packets, counting what enters and what is acked."""
+    """gmqtt's store of unacknowledged QoS 1 packets, counting acknowledgements and keeping
+    the packets a broker without our session would otherwise make gmqtt forget."""
 
-    def __init__(self, on_ack: Any) -> None:
+    def __init__(self, on_change: Any) -> None:
         super().__init__()
         self._mids: set[int] = set()
-        self._on_ack = on_ack
+        self._on_change = on_change
         self.acknowledged = 0
-        self.discarded = 0
+        self.orphaned: list[tuple[int, bytes]] = []
 
     def push_message(self, mid: int, raw_package: bytes) -> None:
         self._mids.add(mid)
@@ -66,14 +67,14 @@ class _InflightStore(PersistentStorage):
             self._mids.discard(mid)
             self.acknowledged += 1
         super().remove_message_by_mid(mid)
-        self._on_ack()
+        self._on_change()
 
     def clear(self) -> None:
-        # The broker had no session for us: what was in flight is gone.
-        self.discarded += len(self._mids)
+        # gmqtt clears when the broker reports no session (e.g. it restarted without
+        # persistence); it neither resends these packets nor frees their identifiers.
+        self.orphaned.extend(self.get_all())
         self._mids.clear()
         super().clear()
-        self._on_ack()
 
     @property
     def inflight(self) -> int:
@@ -120,6 +121,13 @@ class Publisher:
         # gmqtt can hold one fewer identifier than the Receive Maximum it was given.
         self._window = max(1, int(receive_maximum[0]) - 1)
         log.debug("%s connected, window %d", self.client_id, self._window)
+        orphaned, self._store.orphaned = self._store.orphaned, []
+        if orphaned:
+            log.warning("%s: broker lost our session; resending %d", self.client_id, len(orphaned))
+        for mid, package in orphaned:
+            # Same packet and identifier (gmqtt still holds it as used) in the new session.
+            self._store.push_message(mid, package)
+            client._connection.send_package(package)
         self._space.set()
 
     def _on_disconnect(self, client: Client, packet: Any, exc: Exception | None = None) -> None:

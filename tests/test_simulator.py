@@ -188,8 +188,11 @@ def test_source_option_parses() -> None:
 class Subscriber:
     """A gmqtt client collecting everything under ``telemetry/#`` with its QoS."""
 
-    def __init__(self) -> None:
-        self.client = Client(f"test-sub-{id(self)}")
+    def __init__(self, *, clean_session: bool = True) -> None:
+        self.client = Client(
+            f"test-sub-{id(self)}", clean_session=clean_session, session_expiry_interval=600
+        )
+        self.client.set_config({"reconnect_delay": 0.2})
         self.received: list[tuple[str, bytes, int]] = []
         self.arrived = asyncio.Event()
         self.subscribed = asyncio.Event()
@@ -268,3 +271,36 @@ async def test_fleet_driven_in_real_time_publishes_until_stopped(
         "telemetry/walkthrough/live-001",
         "telemetry/walkthrough/live-002",
     }
+
+
+async def test_publisher_resends_what_a_restarted_broker_never_acknowledged(
+    grid: RoadNetwork, tmp_path: Any
+) -> None:
+    from conftest import free_port, start_broker
+
+    port = free_port()
+    broker = start_broker(tmp_path / "broker", port)
+    fleet = Fleet(grid, Plumes([], grid), vehicles=2, seed=9, prefix="restart-")
+    before = [(topic_for("telemetry", v).encode(), encode(p)) for v, p in ticks(fleet, 5)]
+    after = [(topic_for("telemetry", v).encode(), encode(p)) for v, p in ticks(fleet, 5)]
+    try:
+        async with Publisher(
+            MqttEndpoint(broker.url), "test-restart", reconnect_delay_s=0.2
+        ) as pub:
+            await pub.publish(before)
+            assert await pub.drain(timeout_s=10)
+            broker.process.terminate()
+            broker.process.wait(timeout=10)
+
+            sending = asyncio.create_task(pub.publish(after))
+            await asyncio.sleep(0.5)  # publishing meets the closed socket and failed reconnects
+            assert pub.acknowledged == len(before)
+            broker = start_broker(tmp_path / "broker", port)
+            await asyncio.wait_for(sending, 15)
+            assert await pub.drain(timeout_s=10)
+            # Every PUBACK came from a broker: nothing was dropped with the lost session.
+            assert pub.acknowledged == pub.published == len(before) + len(after)
+            assert pub.inflight == 0
+    finally:
+        broker.process.terminate()
+        broker.process.wait(timeout=10)
