@@ -78,22 +78,21 @@ class LoadReport:
 
     def __str__(self) -> str:
         dead = ", ".join(f"{k}={v}" for k, v in sorted(self.dead_letters.items())) or "none"
-        return "\n".join(
-            [
-                "load test report",
-                f"  published            {self.published:>12,d} readings in {self.publish_s:.2f} s"
-                f" ({self.publish_rate:,.0f}/s)",
-                f"  acknowledged (PUBACK) {self.acknowledged:>11,d}",
-                f"  stored               {self.stored:>12,d}",
-                f"  missing              {self.missing:>12,d}",
-                f"  duplicates           {self.duplicates:>12,d}  (0 expected)",
-                f"  dead letters         {dead}",
-                f"  sustained            {self.sustained_rate:>12,.0f} readings/s"
-                " (stored / last stored − first sent)",
-                f"  latency publish→stored  p50 {self.latency_p50_ms:,.1f} ms"
-                f"  p99 {self.latency_p99_ms:,.1f} ms  max {self.latency_max_ms:,.1f} ms",
-            ]
-        )
+        rows = [
+            ("published", f"{self.published:,d} in {self.publish_s:.2f} s"
+                          f" ({self.publish_rate:,.0f} readings/s)"),
+            ("acknowledged (PUBACK)", f"{self.acknowledged:,d}"),
+            ("stored", f"{self.stored:,d}"),
+            ("missing", f"{self.missing:,d}"),
+            ("duplicates", f"{self.duplicates:,d} (0 expected)"),
+            ("dead letters", dead),
+            ("sustained", f"{self.sustained_rate:,.0f} readings/s"
+                          " (stored / (last stored − first sent))"),
+            ("latency publish→stored", f"p50 {self.latency_p50_ms:,.1f} ms"
+                                       f"  p99 {self.latency_p99_ms:,.1f} ms"
+                                       f"  max {self.latency_max_ms:,.1f} ms"),
+        ]  # fmt: skip
+        return "load test report\n" + "\n".join(f"  {k:<24}{v}" for k, v in rows)
 
 
 def compute_report(
