@@ -21,7 +21,9 @@ def _settings() -> Settings:
     try:
         return Settings()
     except SettingsError as exc:
-        lines = [f"  TELEMETRY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        lines = [
+            f"  TELEMETRY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        ]
         sys.exit("invalid settings:\n" + "\n".join(lines))
 
 
@@ -65,7 +67,9 @@ def _cmd_roads_import(settings: Settings, args: argparse.Namespace) -> int:
     from telemetry.roads.importer import import_roads
 
     length = args.segment_length or settings.segment_length_m
-    report = asyncio.run(import_roads(settings, Path(args.path), source=args.source, segment_length_m=length))
+    report = asyncio.run(
+        import_roads(settings, Path(args.path), source=args.source, segment_length_m=length)
+    )
     print(report)
     return 0
 
@@ -81,23 +85,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("migrate", help="create the database if needed and apply migrations").set_defaults(
-        func=_cmd_migrate
-    )
+    sub.add_parser(
+        "migrate", help="create the database if needed and apply migrations"
+    ).set_defaults(func=_cmd_migrate)
 
-    serve = sub.add_parser("serve", help="run the HTTP API and, unless --no-ingest, the ingest worker")
+    serve = sub.add_parser(
+        "serve", help="run the HTTP API and, unless --no-ingest, the ingest worker"
+    )
     serve.add_argument("--no-ingest", action="store_true", help="serve the API only")
     serve.set_defaults(func=_cmd_serve)
 
-    sub.add_parser("ingest", help="run an ingest worker only (scale out by starting more)").set_defaults(
-        func=_cmd_ingest
-    )
+    sub.add_parser(
+        "ingest", help="run an ingest worker only (scale out by starting more)"
+    ).set_defaults(func=_cmd_ingest)
 
-    roads = sub.add_parser("roads", help="road network commands").add_subparsers(dest="roads", required=True)
-    imp = roads.add_parser("import", help="import roads from GeoJSON or OpenStreetMap (.osm, .osm.pbf)")
+    roads = sub.add_parser("roads", help="road network commands").add_subparsers(
+        dest="roads", required=True
+    )
+    imp = roads.add_parser(
+        "import", help="import roads from GeoJSON or OpenStreetMap (.osm, .osm.pbf)"
+    )
     imp.add_argument("path")
     imp.add_argument("--source", help="name recorded with the segments (default: the file name)")
-    imp.add_argument("--segment-length", type=float, help="metres (default TELEMETRY_SEGMENT_LENGTH_M)")
+    imp.add_argument(
+        "--segment-length", type=float, help="metres (default TELEMETRY_SEGMENT_LENGTH_M)"
+    )
     imp.set_defaults(func=_cmd_roads_import)
 
     from simulators.cli import add_arguments

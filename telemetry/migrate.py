@@ -68,7 +68,9 @@ async def _enable_timescaledb(conn: asyncpg.Connection, mode: str) -> bool:
         # Installed but not in shared_preload_libraries: usable only after a server restart.
         if mode == "require":
             raise
-        log.warning("timescaledb is installed but cannot be enabled (%s); using plain PostgreSQL", exc)
+        log.warning(
+            "timescaledb is installed but cannot be enabled (%s); using plain PostgreSQL", exc
+        )
         return False
     return True
 

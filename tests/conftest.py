@@ -22,7 +22,9 @@ from telemetry.db import create_pool
 from telemetry.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("TELEMETRY_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "TELEMETRY_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _url_for(name: str) -> str:
@@ -97,7 +99,11 @@ def start_broker(workdir: Path, port: int | None = None) -> Broker:
     workdir.mkdir(parents=True, exist_ok=True)
     base = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     conf = base.replace("listener 1883", f"listener {port} 127.0.0.1")
+    # Started as root, Mosquitto drops to the mosquitto user, which cannot write into pytest's
+    # private temporary directory; "user" keeps the account it was started with.
     conf += f"\npersistence_location {workdir}/\nlog_dest file {workdir}/mosquitto.log\n"
+    if os.geteuid() == 0:
+        conf += "user root\n"
     (workdir / "mosquitto.conf").write_text(conf)
     proc = subprocess.Popen([exe, "-c", str(workdir / "mosquitto.conf")])
     deadline = time.monotonic() + 10
