@@ -110,7 +110,8 @@ class Settings(BaseSettings):
 
     @property
     def mqtt_subscription(self) -> str:
-        topic = f"{self.mqtt_topic_prefix}/+/+"
+        # The whole subtree, so that topics outside the contract reach the dead-letter table.
+        topic = f"{self.mqtt_topic_prefix}/#"
         if self.mqtt_share_group:
             return f"$share/{self.mqtt_share_group}/{topic}"
         return topic

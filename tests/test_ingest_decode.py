@@ -10,6 +10,8 @@ import pytest
 
 from telemetry.ingest.decode import Message, decode_messages
 from telemetry.ingest.validate import Limits, check_walkthrough
+from telemetry.kinds import Kind
+from telemetry.pipelines.walkthrough import WalkthroughReading, walkthrough_batch
 
 NOW_US = 1_795_305_600_000_000  # 2026-11-22T00:00:00Z
 NOW_MS = NOW_US // 1000
@@ -24,9 +26,27 @@ def _decode(*messages: tuple[str, bytes | str | object]):
         elif not isinstance(payload, bytes):
             payload = json.dumps(payload).encode()
         msgs.append(Message(topic, payload, NOW_US))
-    return decode_messages(
-        msgs, topic_prefix="telemetry", max_payload_bytes=4096, max_readings_per_message=10
+    return _Result(
+        decode_messages(
+            msgs,
+            record_types={Kind.WALKTHROUGH: WalkthroughReading},
+            topic_prefix="telemetry",
+            max_payload_bytes=4096,
+            max_readings_per_message=10,
+        )
     )
+
+
+class _Result:
+    """The decoded walk-through rows as a batch, with where each row came from."""
+
+    def __init__(self, decoded) -> None:
+        rows = decoded.rows.get(Kind.WALKTHROUGH)
+        self.rows = rows
+        self.dead = decoded.dead
+        self.batch = walkthrough_batch(rows) if rows else None
+        self.message_of = np.array(rows.message_of if rows else [], dtype=int)
+        self.item_of = np.array(rows.item_of if rows else [], dtype=int)
 
 
 def _reading(**overrides: object) -> dict[str, object]:
@@ -97,7 +117,7 @@ def test_bad_message_becomes_a_dead_letter_with_its_reason(
     topic: str, payload: object, reason: str
 ) -> None:
     d = _decode((topic, payload))
-    assert len(d.batch) == 0
+    assert d.batch is None
     [letter] = d.dead
     assert letter.reason == reason
     assert letter.detail

@@ -9,6 +9,8 @@ import asyncpg
 import numpy as np
 
 from telemetry.ingest.decode import DeadLetter, Message, decode_messages
+from telemetry.kinds import Kind
+from telemetry.pipelines.walkthrough import WalkthroughReading, walkthrough_batch
 from telemetry.store.deadletter import insert_dead_letters, list_dead_letters
 from telemetry.store.readings import insert_walkthrough, upsert_vehicles
 
@@ -21,10 +23,14 @@ def _batch(readings: list[tuple[str, dict[str, object]]]):
         for v, r in readings
     ]
     d = decode_messages(
-        msgs, topic_prefix="telemetry", max_payload_bytes=1 << 20, max_readings_per_message=100
+        msgs,
+        record_types={Kind.WALKTHROUGH: WalkthroughReading},
+        topic_prefix="telemetry",
+        max_payload_bytes=1 << 20,
+        max_readings_per_message=100,
     )
     assert not d.dead
-    return d.batch
+    return walkthrough_batch(d.rows[Kind.WALKTHROUGH])
 
 
 def _reading(offset_s: int, **values: object) -> dict[str, object]:
@@ -36,7 +42,16 @@ async def _store(pool: asyncpg.Pool, batch, segment: int = -1) -> np.ndarray:
     dist = np.where(seg >= 0, 3.5, np.nan)
     async with pool.acquire() as conn, conn.transaction():
         new = await insert_walkthrough(conn, batch, seg, dist)
-        await upsert_vehicles(conn, "walkthrough", batch.take(new))
+        fresh = batch.take(new)
+        await upsert_vehicles(
+            conn,
+            "walkthrough",
+            fresh.vehicle_id,
+            fresh.ts_us,
+            fresh.lat,
+            fresh.lon,
+            fresh.received_us,
+        )
     return new
 
 

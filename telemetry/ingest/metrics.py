@@ -54,7 +54,7 @@ DETECTION_SKIPPED = Counter(
     ["reason"],
 )
 EXCEEDANCES = Counter("telemetry_exceedances", "Exceedances detected", ["kind", "rule"])
-ALERTS_OPENED = Counter("telemetry_alerts_opened", "Alert episodes opened", ["kind"])
+ALERTS_OPENED = Counter("telemetry_alerts_opened", "Alert episodes opened")
 MQTT_CONNECTED = Gauge(
     "telemetry_mqtt_connected", "1 while the ingest worker is connected to the broker"
 )

@@ -1,15 +1,22 @@
-"""Vectorized plausibility checks on decoded readings: what fails becomes a dead letter."""
+"""Vectorized plausibility checks on decoded records: what fails becomes a dead letter.
+
+``Checks`` collects, per row, the first failing check's reason code and detail. Every kind
+runs the common position and clock checks, then its own ranges.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.readings import POLLUTANTS, WalkthroughBatch
+from telemetry.readings import POLLUTANTS, FloatArray, IntArray, WalkthroughBatch
 
-__all__ = ["Limits", "check_walkthrough"]
+__all__ = ["Checks", "Limits", "check_walkthrough"]
+
+Range = tuple[str, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +25,58 @@ class Limits:
     max_age_s: float
 
 
-_NUMERIC = (
+class Checks:
+    """Reason codes per row; the first failing check wins. Reason codes: non_finite,
+    bad_coordinates, clock_future, clock_past, out_of_range (and any a kind adds)."""
+
+    def __init__(self, n: int) -> None:
+        self.reason = np.full(n, "", dtype=object)
+        self.detail = np.full(n, "", dtype=object)
+
+    def mark(self, bad: npt.NDArray[np.bool_], code: str, text: str) -> None:
+        fresh = bad & (self.reason == "")
+        self.reason[fresh] = code
+        self.detail[fresh] = text
+
+    def finite(self, columns: Iterable[tuple[str, FloatArray]]) -> None:
+        for name, col in columns:
+            self.mark(np.isinf(col), "non_finite", f"{name} is not a finite number")
+
+    def position_and_clock(
+        self, ts_us: IntArray, lat: FloatArray, lon: FloatArray, *, now_us: int, limits: Limits
+    ) -> None:
+        self.mark(np.isnan(lat) | np.isnan(lon), "bad_coordinates", "lat/lon missing")
+        out = (np.abs(lat) > 90) | (np.abs(lon) > 180)
+        self.mark(out, "bad_coordinates", "lat must be within ±90 and lon within ±180 degrees")
+        null_island = (np.abs(lat) < 1e-6) & (np.abs(lon) < 1e-6)
+        self.mark(
+            null_island, "bad_coordinates", "lat=0, lon=0 (no GPS fix reported as null island)"
+        )
+        ahead_s = (ts_us - now_us) / 1e6
+        skew, age = limits.max_future_skew_s, limits.max_age_s
+        self.mark(
+            ahead_s > skew,
+            "clock_future",
+            f"measurement time is more than {skew:g} s ahead of the server clock",
+        )
+        self.mark(
+            -ahead_s > age, "clock_past", f"measurement time is more than {age:g} s in the past"
+        )
+
+    def ranges(self, columns: Iterable[tuple[str, FloatArray, float, float]]) -> None:
+        """Values outside [low, high]; NaN (absent) passes."""
+        for name, col, low, high in columns:
+            with np.errstate(invalid="ignore"):
+                bad = (col < low) | (col > high)
+            self.mark(bad, "out_of_range", f"{name} outside [{low:g}, {high:g}]")
+
+    def result(
+        self,
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.object_], npt.NDArray[np.object_]]:
+        return self.reason == "", self.reason, self.detail
+
+
+_WALKTHROUGH_NUMERIC = (
     "lat",
     "lon",
     "speed_kmh",
@@ -29,8 +87,7 @@ _NUMERIC = (
     "wind_speed_ms",
     "wind_dir_deg",
 )
-# Physical ranges: (column, low, high); NaN (absent) passes.
-_RANGES = (
+_WALKTHROUGH_RANGES: tuple[Range, ...] = (
     ("speed_kmh", 0.0, 300.0),
     ("heading_deg", 0.0, 360.0),
     ("temp_c", -60.0, 70.0),
@@ -44,47 +101,9 @@ _RANGES = (
 def check_walkthrough(
     batch: WalkthroughBatch, *, now_us: int, limits: Limits
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.object_], npt.NDArray[np.object_]]:
-    """Return (ok mask, reason per row, detail per row); reason/detail are '' where ok.
-
-    The first failing check names the reason: non_finite, bad_coordinates, clock_future,
-    clock_past, out_of_range.
-    """
-    n = len(batch)
-    reason = np.full(n, "", dtype=object)
-    detail = np.full(n, "", dtype=object)
-
-    def mark(bad: npt.NDArray[np.bool_], code: str, text: npt.NDArray[np.object_] | str) -> None:
-        fresh = bad & (reason == "")
-        reason[fresh] = code
-        detail[fresh] = text[fresh] if isinstance(text, np.ndarray) else text
-
-    for name in _NUMERIC:
-        col = getattr(batch, name)
-        mark(np.isinf(col), "non_finite", f"{name} is not a finite number")
-
-    lat, lon = batch.lat, batch.lon
-    mark(np.isnan(lat) | np.isnan(lon), "bad_coordinates", "lat/lon missing")
-    out = (np.abs(lat) > 90) | (np.abs(lon) > 180)
-    mark(out, "bad_coordinates", "lat must be within ±90 and lon within ±180 degrees")
-    null_island = (np.abs(lat) < 1e-6) & (np.abs(lon) < 1e-6)
-    mark(null_island, "bad_coordinates", "lat=0, lon=0 (no GPS fix reported as null island)")
-
-    ahead_s = (batch.ts_us - now_us) / 1e6
-    mark(
-        ahead_s > limits.max_future_skew_s,
-        "clock_future",
-        f"measurement time is more than {limits.max_future_skew_s:g} s ahead of the server clock",
-    )
-    mark(
-        -ahead_s > limits.max_age_s,
-        "clock_past",
-        f"measurement time is more than {limits.max_age_s:g} s in the past",
-    )
-
-    for name, low, high in _RANGES:
-        col = getattr(batch, name)
-        with np.errstate(invalid="ignore"):
-            bad = (col < low) | (col > high)
-        mark(bad, "out_of_range", f"{name} outside [{low:g}, {high:g}]")
-
-    return reason == "", reason, detail
+    """Return (ok mask, reason per row, detail per row); reason/detail are '' where ok."""
+    checks = Checks(len(batch))
+    checks.finite((name, getattr(batch, name)) for name in _WALKTHROUGH_NUMERIC)
+    checks.position_and_clock(batch.ts_us, batch.lat, batch.lon, now_us=now_us, limits=limits)
+    checks.ranges((n, getattr(batch, n), lo, hi) for n, lo, hi in _WALKTHROUGH_RANGES)
+    return checks.result()

@@ -135,19 +135,27 @@ async def insert_walkthrough(
     return new
 
 
-async def upsert_vehicles(conn: asyncpg.Connection, kind: str, batch: WalkthroughBatch) -> None:
+async def upsert_vehicles(
+    conn: asyncpg.Connection,
+    kind: str,
+    vehicle_id: npt.NDArray[np.object_],
+    ts_us: IntArray,
+    lat: FloatArray,
+    lon: FloatArray,
+    received_us: IntArray,
+) -> None:
     """Move each vehicle's last known state forward (never backward, for late data)."""
-    if len(batch) == 0:
+    if len(vehicle_id) == 0:
         return
-    vehicles = batch.vehicle_id.astype(str)
-    order = np.lexsort((batch.ts_us, vehicles))
+    vehicles = vehicle_id.astype(str)
+    order = np.lexsort((ts_us, vehicles))
     v = vehicles[order]
     last = np.ones(len(order), dtype=bool)
     last[:-1] = v[1:] != v[:-1]
     pick = order[last]
     starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
     counts = np.diff(np.r_[starts, len(v)])
-    received = np.maximum.reduceat(batch.received_us[order], starts)
+    received = np.maximum.reduceat(received_us[order], starts)
     await conn.execute(
         """
         INSERT INTO vehicles AS v (vehicle_id, kind, last_ts, last_lat, last_lon,
@@ -167,9 +175,9 @@ async def upsert_vehicles(conn: asyncpg.Connection, kind: str, batch: Walkthroug
         """,
         kind,
         vehicles[pick].tolist(),
-        batch.ts_us[pick].tolist(),
-        batch.lat[pick].tolist(),
-        batch.lon[pick].tolist(),
+        ts_us[pick].tolist(),
+        lat[pick].tolist(),
+        lon[pick].tolist(),
         received.tolist(),
         counts.tolist(),
     )

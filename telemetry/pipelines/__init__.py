@@ -1,0 +1,1 @@
+"""One pipeline per vehicle kind: its record type, checks, storage and detection."""

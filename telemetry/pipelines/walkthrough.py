@@ -1,0 +1,162 @@
+"""Walk-through (走航) vehicles: 1 Hz air-quality readings snapped to road segments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated
+
+import asyncpg
+import msgspec
+import numpy as np
+
+from telemetry.detect.exceedance import DetectParams, detect_walkthrough
+from telemetry.detect.hotspot import BackgroundWindow
+from telemetry.detect.quality import quality_mask
+from telemetry.detect.thresholds import ThresholdTable
+from telemetry.ingest import metrics
+from telemetry.ingest.decode import KindRows
+from telemetry.ingest.validate import Limits, check_walkthrough
+from telemetry.kinds import Kind
+from telemetry.pipelines.base import CheckResult, Outcome
+from telemetry.readings import POLLUTANTS, WalkthroughBatch
+from telemetry.settings import Settings
+from telemetry.snap import SegmentIndex
+from telemetry.store.readings import insert_walkthrough, upsert_vehicles
+from telemetry.store.segments import load_segment_geometries
+from telemetry.store.thresholds import load_thresholds
+
+__all__ = ["WalkthroughPipeline", "WalkthroughReading", "walkthrough_batch"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = datetime.resolution  # one microsecond
+
+Flag = Annotated[str, msgspec.Meta(pattern="^[A-Z]$")]
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class WalkthroughReading(msgspec.Struct, frozen=True):
+    """One walk-through reading as the MQTT contract defines it (README, "The contract")."""
+
+    ts: Timestamp | int
+    lat: float
+    lon: float
+    speed_kmh: float | None = None
+    heading_deg: float | None = None
+    pm25: float | None = None
+    pm10: float | None = None
+    no2: float | None = None
+    o3: float | None = None
+    so2: float | None = None
+    co: float | None = None
+    tvoc: float | None = None
+    temp_c: float | None = None
+    rh_pct: float | None = None
+    wind_speed_ms: float | None = None
+    wind_dir_deg: float | None = None
+    flag: Flag = "N"
+
+
+_FLOAT_FIELDS = tuple(f for f in WalkthroughReading.__struct_fields__ if f not in ("ts", "flag"))
+
+
+def ts_us(ts: datetime | int) -> int:
+    """Epoch microseconds of an RFC 3339 time or of epoch milliseconds."""
+    if isinstance(ts, int):
+        return ts * 1000
+    return (ts - _EPOCH) // _US
+
+
+def walkthrough_batch(rows: KindRows) -> WalkthroughBatch:
+    """Decoded walk-through rows as a column batch (None becomes NaN)."""
+    records: Sequence[WalkthroughReading] = rows.records
+    cols = {
+        name: np.array([getattr(r, name) for r in records], dtype=np.float64)
+        for name in _FLOAT_FIELDS
+    }
+    extra = np.empty(len(records), dtype=object)
+    extra[:] = rows.extras
+    return WalkthroughBatch(
+        vehicle_id=np.array(rows.vehicle_id, dtype=object),
+        ts_us=np.array([ts_us(r.ts) for r in records], dtype=np.int64),
+        received_us=np.array(rows.received_us, dtype=np.int64),
+        flag=np.array([r.flag for r in records], dtype="<U1"),
+        extra=extra,
+        **cols,
+    )
+
+
+class WalkthroughPipeline:
+    """Snap → store → detect for walk-through readings; keeps the road index, the threshold
+    table and the rolling background between batches."""
+
+    kind = Kind.WALKTHROUGH
+    record: type[msgspec.Struct] = WalkthroughReading
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._params = DetectParams.from_settings(settings)
+        self._index = SegmentIndex.build([])
+        self._thresholds = ThresholdTable.from_rows([])
+        self._background = BackgroundWindow()
+
+    @property
+    def segments(self) -> int:
+        return len(self._index)
+
+    async def refresh(self, pool: asyncpg.Pool) -> None:
+        self._index = SegmentIndex.build(await load_segment_geometries(pool))
+        self._thresholds = await load_thresholds(pool, self.kind.value)
+
+    def to_batch(self, rows: KindRows) -> WalkthroughBatch:
+        return walkthrough_batch(rows)
+
+    def check(self, batch: WalkthroughBatch, *, now_us: int, limits: Limits) -> CheckResult:
+        return check_walkthrough(batch, now_us=now_us, limits=limits)
+
+    async def commit(
+        self, conn: asyncpg.Connection, batch: WalkthroughBatch, *, now_us: int
+    ) -> Outcome:
+        s = self._settings
+        segment_id, distance = self._index.snap(
+            batch.lon, batch.lat, batch.heading_deg, s.snap_tolerance_m
+        )
+        new = await insert_walkthrough(conn, batch, segment_id, distance)
+        fresh, fresh_segments = batch.take(new), segment_id[new]
+        await upsert_vehicles(
+            conn,
+            self.kind.value,
+            fresh.vehicle_id,
+            fresh.ts_us,
+            fresh.lat,
+            fresh.lon,
+            fresh.received_us,
+        )
+        exceedances = []
+        if len(fresh):
+            backgrounds = self._background.levels(
+                now_us,
+                window_s=s.hotspot_window_s,
+                percentile=s.hotspot_percentile,
+                min_samples=s.hotspot_min_samples,
+            )
+            exceedances = detect_walkthrough(
+                fresh, fresh_segments, self._thresholds, backgrounds, self._params
+            )
+        return Outcome(len(batch), len(new), exceedances, state=(fresh, fresh_segments))
+
+    def committed(self, outcome: Outcome) -> None:
+        fresh, segment_id = outcome.state
+        if len(fresh) == 0:
+            return
+        usable, why = quality_mask(
+            fresh, segment_id, max_speed_kmh=self._settings.quality_max_speed_kmh
+        )
+        # Unsnapped readings still describe the air: the background leaves out only bad ones.
+        usable |= why == "unsnapped"
+        self._background.update(
+            fresh.ts_us[usable], {p: fresh.pollutant(p)[usable] for p in POLLUTANTS}
+        )
+        codes, counts = np.unique(why[~usable].astype(str), return_counts=True)
+        for code, n in zip(codes.tolist(), counts.tolist(), strict=True):
+            metrics.DETECTION_SKIPPED.labels(code).inc(n)
