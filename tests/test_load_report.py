@@ -21,6 +21,8 @@ from simulators.load import (
 from simulators.network import network_from_geojson
 from simulators.plume import Source
 from telemetry.ingest.decode import Message, decode_messages
+from telemetry.kinds import Kind
+from telemetry.pipelines.walkthrough import WalkthroughReading, walkthrough_batch
 from telemetry.store.readings import insert_walkthrough
 
 LON0, LAT0, STEP = 116.30, 39.98, 0.004
@@ -155,15 +157,20 @@ async def test_measurement_counts_stored_readings_and_their_latency(database_url
         for topic, payload in stamp(part, sent_ms)
     ]
     decoded = decode_messages(
-        messages, topic_prefix="telemetry", max_payload_bytes=65_536, max_readings_per_message=10
+        messages,
+        record_types={Kind.WALKTHROUGH: WalkthroughReading},
+        topic_prefix="telemetry",
+        max_payload_bytes=65_536,
+        max_readings_per_message=10,
     )
     assert not decoded.dead
+    batch = walkthrough_batch(decoded.rows[Kind.WALKTHROUGH])
     vehicle_ids = list(load.vehicle_ids)
     conn = await asyncpg.connect(database_url)
     try:
-        n = len(decoded.batch)
+        n = len(batch)
         async with conn.transaction():
-            await insert_walkthrough(conn, decoded.batch, np.full(n, -1), np.full(n, np.nan))
+            await insert_walkthrough(conn, batch, np.full(n, -1), np.full(n, np.nan))
         stored = await wait_until_stored(conn, vehicle_ids, 300, settle_s=1.0, max_wait_s=5.0)
         readings = await fetch_stored(conn, vehicle_ids)
     finally:
