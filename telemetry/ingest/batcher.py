@@ -1,9 +1,10 @@
 """Micro-batching between the MQTT client and the database.
 
-Every message handler awaits the commit of the batch holding its message; the client sends
-PUBACK only when that await returns. A batch is flushed when it reaches ``max_rows`` messages
-or its oldest message is ``max_age_s`` old. Intake is bounded upstream by the MQTT v5 Receive
-Maximum: the broker never has more unacknowledged messages in flight to us than that.
+Messages are added synchronously, each with an acknowledgement token. A batch is flushed when
+it reaches ``max_rows`` messages or its first message is ``max_age_s`` old; once ``flush``
+returns (the batch has committed), its tokens are handed to ``acknowledge``. If ``flush``
+raises, nothing is acknowledged and the broker redelivers. Intake is bounded upstream by the
+MQTT v5 Receive Maximum: the broker never has more unacknowledged messages in flight to us.
 """
 
 from __future__ import annotations
@@ -11,52 +12,53 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from telemetry.ingest.decode import Message
 from telemetry.ingest.metrics import QUEUE_DEPTH
 
-__all__ = ["Batcher", "BatcherClosed"]
+__all__ = ["Batcher"]
 
 log = logging.getLogger(__name__)
 
 Flush = Callable[[Sequence[Message]], Awaitable[None]]
-
-
-class BatcherClosed(RuntimeError):
-    """The batcher is shutting down; the message stays unacknowledged and is redelivered."""
+Acknowledge = Callable[[Sequence[Any]], None]
 
 
 class Batcher:
     """Collects messages and hands them to ``flush`` one batch at a time, in arrival order."""
 
-    def __init__(self, flush: Flush, *, max_rows: int, max_age_s: float) -> None:
+    def __init__(
+        self, flush: Flush, acknowledge: Acknowledge, *, max_rows: int, max_age_s: float
+    ) -> None:
         self._flush = flush
+        self._acknowledge = acknowledge
         self._max_rows = max_rows
         self._max_age_s = max_age_s
         self._pending: list[Message] = []
-        self._done: asyncio.Future[None] | None = None
+        self._tokens: list[Any] = []
         self._wake = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
 
     @property
     def depth(self) -> int:
+        """Messages received and not yet committed."""
         return len(self._pending)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batcher")
 
-    async def submit(self, message: Message) -> None:
-        """Queue ``message``; return once the batch holding it has committed."""
+    def add(self, message: Message, token: Any) -> bool:
+        """Queue ``message``; False once closing (it stays unacknowledged and is redelivered)."""
         if self._closed:
-            raise BatcherClosed("ingest is shutting down")
-        if self._done is None:
-            self._done = asyncio.get_running_loop().create_future()
-        done = self._done
+            return False
         self._pending.append(message)
-        if len(self._pending) == 1 or len(self._pending) >= self._max_rows:
+        self._tokens.append(token)
+        n = len(self._pending)
+        if n == 1 or n == self._max_rows:
             self._wake.set()
-        await asyncio.shield(done)
+        return True
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -67,7 +69,7 @@ class Batcher:
                 await self._wake.wait()
                 self._wake.clear()
                 continue
-            # Wait for the batch to fill or age, measured from its first message's arrival.
+            # Let the batch fill or age, measured from when its first message was seen.
             deadline = loop.time() + self._max_age_s
             while len(self._pending) < self._max_rows and not self._closed:
                 remaining = deadline - loop.time()
@@ -78,25 +80,12 @@ class Batcher:
                 except TimeoutError:
                     break
                 self._wake.clear()
-            batch, done = self._pending, self._done
-            self._pending, self._done = [], None
+            batch, tokens = self._pending, self._tokens
+            self._pending, self._tokens = [], []
             QUEUE_DEPTH.set(len(batch))
-            try:
-                await self._flush(batch)
-            except BaseException as exc:
-                # Not committed: the handlers fail, so no PUBACK is sent and the broker
-                # redelivers these messages when the session resumes.
-                if done is not None and not done.done():
-                    done.set_exception(BatcherClosed(f"batch not committed: {exc!r}"))
-                    done.exception()  # retrieved: handlers may already be gone
-                raise
-            else:
-                if done is not None and not done.done():
-                    done.set_result(None)
-            finally:
-                QUEUE_DEPTH.set(len(self._pending))
-            if self._pending:
-                self._wake.set()
+            await self._flush(batch)
+            self._acknowledge(tokens)
+            QUEUE_DEPTH.set(len(self._pending))
 
     async def close(self, *, drain_s: float) -> None:
         """Stop taking messages, commit what is pending within ``drain_s``, then stop."""
@@ -108,11 +97,8 @@ class Batcher:
             await asyncio.wait_for(asyncio.shield(self._task), drain_s)
         except TimeoutError:
             log.warning(
-                "batch not committed within %.1f s of shutdown; it will be redelivered", drain_s
+                "pending batch not committed within %.1f s; it will be redelivered", drain_s
             )
             self._task.cancel()
         except Exception:
-            log.exception("batcher stopped with an error")
-        if self._done is not None and not self._done.done():
-            self._done.set_exception(BatcherClosed("ingest stopped before commit"))
-            self._done.exception()
+            log.exception("batcher stopped with an error; uncommitted messages will be redelivered")

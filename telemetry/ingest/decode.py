@@ -17,6 +17,12 @@ from telemetry.kinds import Kind, TopicError, parse_topic
 
 __all__ = ["DeadLetter", "Decoded", "KindRows", "Message", "decode_messages"]
 
+
+def _strict_decoder(record_type: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:
+    strict = type(record_type.__name__, (record_type,), {}, forbid_unknown_fields=True)
+    return msgspec.json.Decoder(strict | list[strict])  # type: ignore[valid-type]
+
+
 _json = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
@@ -54,7 +60,7 @@ class KindRows:
     extras: list[dict[str, Any] | None] = field(default_factory=list)
     message_of: list[int] = field(default_factory=list)
     item_of: list[int] = field(default_factory=list)  # -1: the whole message was one record
-    raw_items: list[dict[str, Any]] = field(default_factory=list)
+    raw_items: list[Any] = field(default_factory=list)  # the element as sent (dict or record)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -110,6 +116,9 @@ class _Decoder:
     ) -> None:
         self.record_types = record_types
         self.known = {k: frozenset(t.__struct_fields__) for k, t in record_types.items()}
+        # Fast path: a payload with no unknown field decodes straight into records, in C.
+        # Anything else (extra fields, a bad element) takes the path below, element by element.
+        self.strict = {k: _strict_decoder(t) for k, t in record_types.items()}
         self.topic_prefix = topic_prefix
         self.max_payload_bytes = max_payload_bytes
         self.max_items = max_items
@@ -133,6 +142,13 @@ class _Decoder:
         record_type = self.record_types.get(kind)
         if record_type is None:
             reject("unsupported_kind", f"kind {kind.value!r} is not ingested by this version")
+            return
+        try:
+            typed = self.strict[kind].decode(msg.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            typed = None
+        if typed is not None and (not isinstance(typed, list) or 0 < len(typed) <= self.max_items):
+            self._accept(kind, vehicle_id, m_index, msg, typed)
             return
         try:
             raw = _json.decode(msg.payload)
@@ -181,6 +197,23 @@ class _Decoder:
             rows.message_of.append(m_index)
             rows.item_of.append(-1 if item_no is None else item_no)
             rows.raw_items.append(item)
+
+    def _accept(self, kind: Kind, vehicle_id: str, m_index: int, msg: Message, typed: Any) -> None:
+        rows = self.rows.get(kind)
+        if rows is None:
+            rows = self.rows[kind] = KindRows()
+        if isinstance(typed, list):
+            records, items = typed, range(len(typed))
+        else:
+            records, items = [typed], range(-1, 0)
+        n = len(records)
+        rows.records.extend(records)
+        rows.extras.extend([None] * n)
+        rows.vehicle_id.extend([vehicle_id] * n)
+        rows.received_us.extend([msg.received_us] * n)
+        rows.message_of.extend([m_index] * n)
+        rows.item_of.extend(items)
+        rows.raw_items.extend(records)
 
     def _reject(
         self,

@@ -78,10 +78,11 @@ class IngestWorker:
         self._limits = Limits(settings.max_future_skew_s, settings.max_age_s)
         self._batcher = Batcher(
             self._flush,
+            self._acknowledge,
             max_rows=settings.batch_max_rows,
             max_age_s=settings.batch_max_age_ms / 1000,
         )
-        self._consumer = MqttConsumer(settings, self._batcher.submit)
+        self._consumer = MqttConsumer(settings, self._batcher)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -162,6 +163,9 @@ class IngestWorker:
         metrics.BATCH_ROWS.observe(len(messages))
         oldest_us = min(m.received_us for m in messages)
         metrics.INGEST_LAG.set(max(0.0, (_now_us() - oldest_us) / 1e6))
+
+    def _acknowledge(self, tokens: Sequence[object]) -> None:
+        self._consumer.acknowledge(tokens)
 
     async def _commit_isolating(self, messages: Sequence[Message]) -> None:
         try:

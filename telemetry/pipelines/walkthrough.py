@@ -9,6 +9,7 @@ from typing import Annotated
 import asyncpg
 import msgspec
 import numpy as np
+from msgspec.structs import astuple
 
 from telemetry.detect.exceedance import DetectParams, detect_walkthrough
 from telemetry.detect.hotspot import BackgroundWindow
@@ -58,6 +59,9 @@ class WalkthroughReading(msgspec.Struct, frozen=True):
 
 
 _FLOAT_FIELDS = tuple(f for f in WalkthroughReading.__struct_fields__ if f not in ("ts", "flag"))
+# The float fields are contiguous in the struct, between ts and flag.
+_FLOATS = slice(1, 1 + len(_FLOAT_FIELDS))
+assert WalkthroughReading.__struct_fields__[_FLOATS] == _FLOAT_FIELDS
 
 
 def ts_us(ts: datetime | int) -> int:
@@ -70,10 +74,11 @@ def ts_us(ts: datetime | int) -> int:
 def walkthrough_batch(rows: KindRows) -> WalkthroughBatch:
     """Decoded walk-through rows as a column batch (None becomes NaN)."""
     records: Sequence[WalkthroughReading] = rows.records
-    cols = {
-        name: np.array([getattr(r, name) for r in records], dtype=np.float64)
-        for name in _FLOAT_FIELDS
-    }
+    # One C-level conversion of all float fields (None becomes NaN), then a column each.
+    table = np.array([astuple(r)[_FLOATS] for r in records], dtype=np.float64).reshape(
+        len(records), len(_FLOAT_FIELDS)
+    )
+    cols = {name: table[:, i].copy() for i, name in enumerate(_FLOAT_FIELDS)}
     extra = np.empty(len(records), dtype=object)
     extra[:] = rows.extras
     return WalkthroughBatch(
