@@ -13,7 +13,7 @@ from fastapi import FastAPI
 import telemetry
 from api.deps import Resources
 from api.errors import install_error_handlers
-from api.routers import api_v1, health
+from api.routers import api_v1, health, remote_sensing
 from telemetry.db import create_pool
 from telemetry.settings import Settings
 
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_v1)
     app.include_router(health.router)
+    app.include_router(remote_sensing.router)
     return app
 
 

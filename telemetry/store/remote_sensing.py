@@ -464,13 +464,14 @@ async def list_high_emitters(
     pool: asyncpg.Pool,
     *,
     confirmed_since: dt.datetime,
+    confirmed_until: dt.datetime | None = None,
     pollutant: str | None = None,
     fuel_type: str | None = None,
     after: tuple[dt.datetime, int] | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """High-emitter records last confirmed at or after ``confirmed_since``, latest first
-    (by last confirmation, then id); ``after`` continues below a previous page's last
+    """High-emitter records last confirmed in ``[confirmed_since, confirmed_until)``, latest
+    first (by last confirmation, then id); ``after`` continues below a previous page's last
     ``(last_confirmed_at, id)``."""
     after_at, after_id = after if after is not None else (None, None)
     rows = await pool.fetch(
@@ -479,6 +480,7 @@ async def list_high_emitters(
         "AND ($2::text IS NULL OR pollutant = $2) "
         "AND ($3::text IS NULL OR fuel_type = $3) "
         "AND ($4::timestamptz IS NULL OR (last_confirmed_at, id) < ($4, $5::bigint)) "
+        "AND ($7::timestamptz IS NULL OR last_confirmed_at < $7) "
         "ORDER BY last_confirmed_at DESC, id DESC LIMIT $6",
         confirmed_since,
         pollutant,
@@ -486,6 +488,7 @@ async def list_high_emitters(
         after_at,
         after_id,
         limit,
+        confirmed_until,
     )
     return [dict(r) for r in rows]
 
