@@ -7,6 +7,7 @@ fields of a record are kept, not dropped.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ import msgspec
 
 from telemetry.kinds import Kind, TopicError, parse_topic
 
-__all__ = ["DeadLetter", "Decoded", "KindRows", "Message", "decode_messages"]
+__all__ = ["DeadLetter", "Decoded", "Decoder", "KindRows", "Message", "decode_messages"]
 
 
 def _strict_decoder(record_type: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:
@@ -100,32 +101,52 @@ def decode_messages(
     max_readings_per_message: int,
 ) -> Decoded:
     """Decode messages of every kind in ``record_types``; everything else is a dead letter."""
-    decoder = _Decoder(record_types, topic_prefix, max_payload_bytes, max_readings_per_message)
-    for m_index, msg in enumerate(messages):
-        decoder.decode(m_index, msg)
-    return Decoded(rows={k: v for k, v in decoder.rows.items() if len(v)}, dead=decoder.dead)
+    decoder = Decoder(
+        record_types,
+        topic_prefix=topic_prefix,
+        max_payload_bytes=max_payload_bytes,
+        max_readings_per_message=max_readings_per_message,
+    )
+    return decoder.decode(messages)
 
 
-class _Decoder:
+class Decoder:
+    """Decodes micro-batches; long-lived, so that it learns which vehicles send extra fields.
+
+    Fast path: a payload with no unknown field decodes straight into records, in C. Anything
+    else (extra fields, a bad element) is decoded generically and converted element by
+    element. A vehicle seen sending extra fields goes straight to the second path next time.
+    """
+
+    _MAX_REMEMBERED = 100_000
+
     def __init__(
         self,
         record_types: Mapping[Kind, type[msgspec.Struct]],
+        *,
         topic_prefix: str,
         max_payload_bytes: int,
-        max_items: int,
+        max_readings_per_message: int,
     ) -> None:
         self.record_types = record_types
         self.known = {k: frozenset(t.__struct_fields__) for k, t in record_types.items()}
-        # Fast path: a payload with no unknown field decodes straight into records, in C.
-        # Anything else (extra fields, a bad element) takes the path below, element by element.
         self.strict = {k: _strict_decoder(t) for k, t in record_types.items()}
         self.topic_prefix = topic_prefix
         self.max_payload_bytes = max_payload_bytes
-        self.max_items = max_items
+        self.max_items = max_readings_per_message
+        self.with_extras: set[str] = set()
         self.rows: dict[Kind, KindRows] = {}
         self.dead: list[DeadLetter] = []
 
-    def decode(self, m_index: int, msg: Message) -> None:
+    def decode(self, messages: Sequence[Message]) -> Decoded:
+        self.rows, self.dead = {}, []
+        if len(self.with_extras) > self._MAX_REMEMBERED:
+            self.with_extras.clear()
+        for m_index, msg in enumerate(messages):
+            self._decode_one(m_index, msg)
+        return Decoded(rows={k: v for k, v in self.rows.items() if len(v)}, dead=self.dead)
+
+    def _decode_one(self, m_index: int, msg: Message) -> None:
         try:
             kind, vehicle_id = parse_topic(msg.topic, self.topic_prefix)
         except TopicError as exc:
@@ -143,10 +164,10 @@ class _Decoder:
         if record_type is None:
             reject("unsupported_kind", f"kind {kind.value!r} is not ingested by this version")
             return
-        try:
-            typed = self.strict[kind].decode(msg.payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            typed = None
+        typed = None
+        if msg.topic not in self.with_extras:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                typed = self.strict[kind].decode(msg.payload)
         if typed is not None and (not isinstance(typed, list) or 0 < len(typed) <= self.max_items):
             self._accept(kind, vehicle_id, m_index, msg, typed)
             return
@@ -190,6 +211,8 @@ class _Decoder:
                 reject("schema", str(exc), item_no, item)
                 continue
             unknown = item.keys() - known
+            if unknown:
+                self.with_extras.add(msg.topic)
             rows.records.append(record)
             rows.extras.append({k: item[k] for k in unknown} if unknown else None)
             rows.vehicle_id.append(vehicle_id)

@@ -23,7 +23,7 @@ from telemetry.db import create_pool
 from telemetry.detect.exceedance import Exceedance
 from telemetry.ingest import metrics
 from telemetry.ingest.batcher import Batcher
-from telemetry.ingest.decode import DeadLetter, Message, decode_messages
+from telemetry.ingest.decode import DeadLetter, Decoder, Message
 from telemetry.ingest.mqtt import MqttConsumer
 from telemetry.ingest.validate import Limits
 from telemetry.kinds import Kind
@@ -74,7 +74,12 @@ class IngestWorker:
         self._pool = pool
         chosen = default_pipelines(settings) if pipelines is None else pipelines
         self._pipelines: dict[Kind, KindPipeline] = {p.kind: p for p in chosen}
-        self._record_types = {k: p.record for k, p in self._pipelines.items()}
+        self._decoder = Decoder(
+            {k: p.record for k, p in self._pipelines.items()},
+            topic_prefix=settings.mqtt_topic_prefix,
+            max_payload_bytes=settings.max_payload_bytes,
+            max_readings_per_message=settings.max_readings_per_message,
+        )
         self._limits = Limits(settings.max_future_skew_s, settings.max_age_s)
         self._batcher = Batcher(
             self._flush,
@@ -186,15 +191,8 @@ class IngestWorker:
             metrics.REJECTS.labels("db_rejected").inc()
 
     async def _commit(self, messages: Sequence[Message]) -> None:
-        s = self._settings
         now_us = _now_us()
-        decoded = decode_messages(
-            messages,
-            record_types=self._record_types,
-            topic_prefix=s.mqtt_topic_prefix,
-            max_payload_bytes=s.max_payload_bytes,
-            max_readings_per_message=s.max_readings_per_message,
-        )
+        decoded = self._decoder.decode(messages)
         dead = list(decoded.dead)
         accepted = []
         for kind, rows in decoded.rows.items():
