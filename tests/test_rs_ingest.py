@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,7 @@ import pytest
 from conftest import Broker
 
 from api.app import create_app
+from simulators.remote_sensing import RoadsideSite
 from telemetry.ingest.worker import IngestWorker
 from telemetry.pipelines.remote_sensing import RemoteSensingPipeline
 from telemetry.pipelines.walkthrough import WalkthroughPipeline
@@ -227,3 +229,23 @@ async def test_malformed_records_are_dead_lettered_with_reasons(
     ]
     assert {r["kind"] for r in rows} == {"remote_sensing"}
     assert await pool.fetchval("SELECT count(*) FROM rs_passes") == 1
+
+
+async def test_simulated_site_traffic_is_accepted_and_finds_its_high_emitters(
+    service: httpx.AsyncClient, broker: Broker, pool: asyncpg.Pool
+) -> None:
+    site = RoadsideSite(116.3152, 39.98304, high_emitters=3, high_emitter_share=0.05, seed=7)
+    start = datetime.now(UTC) - timedelta(minutes=50)
+    passes = [p for s in range(0, 2400, 10) for p in site.advance(start + timedelta(seconds=s), 10)]
+    for i in range(0, len(passes), 100):
+        publish(broker, "telemetry/remote_sensing/rs-sim", json.dumps(passes[i : i + 100]))
+
+    async def all_stored() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM rs_passes") == len(passes)
+
+    await eventually(all_stored)
+    plates = {r["plate"] for r in await pool.fetch("SELECT plate FROM rs_high_emitters")}
+    assert plates and plates <= set(site.high_plates)
+    assert await pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+    valid_share = await pool.fetchval("SELECT avg(valid::int) FROM rs_passes")
+    assert 0.5 < valid_share < 0.95
