@@ -28,6 +28,7 @@ from telemetry.ingest.mqtt import MqttConsumer
 from telemetry.ingest.validate import Limits
 from telemetry.kinds import Kind
 from telemetry.pipelines.base import KindPipeline, Outcome
+from telemetry.pipelines.remote_sensing import RemoteSensingPipeline
 from telemetry.pipelines.walkthrough import WalkthroughPipeline
 from telemetry.settings import Settings
 from telemetry.store.deadletter import insert_dead_letters
@@ -58,7 +59,7 @@ def _now_us() -> int:
 
 def default_pipelines(settings: Settings) -> list[KindPipeline]:
     """The kinds this version ingests."""
-    return [WalkthroughPipeline(settings)]
+    return [WalkthroughPipeline(settings), RemoteSensingPipeline(settings)]
 
 
 class IngestWorker:
