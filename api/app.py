@@ -13,7 +13,7 @@ from fastapi import FastAPI
 import telemetry
 from api.deps import Resources
 from api.errors import install_error_handlers
-from api.routers import api_v1, health, remote_sensing
+from api.routers import api_v1, emergency, health, remote_sensing
 from telemetry.db import create_pool
 from telemetry.settings import Settings
 
@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api_v1)
     app.include_router(health.router)
     app.include_router(remote_sensing.router)
+    app.include_router(emergency.router)
     return app
 
 
