@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import asyncpg
 from fastapi import Depends, Request
 
-from api.errors import UnavailableError
+from telemetry.errors import UnavailableError
 from telemetry.settings import Settings
 
 if TYPE_CHECKING:

@@ -13,13 +13,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from telemetry.errors import ConflictError, NotFoundError, TelemetryError, ValidationError
+from telemetry.errors import (
+    ConflictError,
+    NotFoundError,
+    TelemetryError,
+    UnavailableError,
+    ValidationError,
+)
 
-__all__ = ["UnavailableError", "install_error_handlers"]
-
-
-class UnavailableError(TelemetryError):
-    """A dependency the request needs (the database) cannot be reached right now."""
+__all__ = ["install_error_handlers"]
 
 
 #: Domain error → (HTTP status, stable error code); subclasses take their base's entry. Other

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError as SettingsError
 
+from telemetry.errors import TelemetryError
 from telemetry.settings import Settings
 
 __all__ = ["main"]
@@ -127,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = _settings()
-    return int(args.func(settings, args))
+    try:
+        return int(args.func(settings, args))
+    except TelemetryError as exc:
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 
 import asyncpg
 
-__all__ = ["create_pool", "ensure_database"]
+__all__ = ["create_pool", "ensure_database", "ping"]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -43,3 +43,9 @@ async def ensure_database(dsn: str) -> bool:
         return True
     finally:
         await conn.close()
+
+
+async def ping(pool: asyncpg.Pool, *, timeout_s: float) -> None:
+    """Round-trip to the database; raises TimeoutError, OSError or an asyncpg error."""
+    async with pool.acquire(timeout=timeout_s) as conn:
+        await conn.fetchval("SELECT 1", timeout=timeout_s)

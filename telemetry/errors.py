@@ -8,6 +8,7 @@ __all__ = [
     "NotFoundError",
     "RoadNetworkError",
     "TelemetryError",
+    "UnavailableError",
     "ValidationError",
 ]
 
@@ -30,3 +31,7 @@ class ValidationError(TelemetryError):
 
 class RoadNetworkError(TelemetryError):
     """A road network file could not be read or holds no usable roads."""
+
+
+class UnavailableError(TelemetryError):
+    """A dependency (the database, the broker) cannot be reached right now."""

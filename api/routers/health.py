@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.deps import Resources, ResourcesDep
 from api.schemas import Check, Health
+from telemetry.db import ping
 
 __all__ = ["router"]
 
@@ -24,8 +25,7 @@ async def _check_database(resources: Resources) -> Check:
     if resources.pool is None:
         return Check(status="failed", detail=resources.database_error or "not connected yet")
     try:
-        async with resources.pool.acquire(timeout=DATABASE_TIMEOUT_S) as conn:
-            await conn.fetchval("SELECT 1", timeout=DATABASE_TIMEOUT_S)
+        await ping(resources.pool, timeout_s=DATABASE_TIMEOUT_S)
     except TimeoutError:
         return Check(status="failed", detail=f"no answer within {DATABASE_TIMEOUT_S:g} s")
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
