@@ -107,8 +107,12 @@ async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
                     worker.wait(timeout=10)
                     killed_at = stored
                 await asyncio.sleep(0.02)
+            if killed_at is None:
+                # A slow machine: the worker is still working through the backlog.
+                killed_at = await _wait_for(conn, TOTAL // 3, 60)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(timeout=10)
             assert await pub.drain(60)
-        assert killed_at is not None, "the worker was never killed mid-stream"
         assert killed_at < TOTAL
         print(f"killed after {killed_at} of {TOTAL} readings were stored")
 
