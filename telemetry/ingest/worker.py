@@ -28,6 +28,7 @@ from telemetry.ingest.mqtt import MqttConsumer
 from telemetry.ingest.validate import Limits
 from telemetry.kinds import Kind
 from telemetry.pipelines.base import KindPipeline, Outcome
+from telemetry.pipelines.emergency import EmergencyPipeline
 from telemetry.pipelines.remote_sensing import RemoteSensingPipeline
 from telemetry.pipelines.walkthrough import WalkthroughPipeline
 from telemetry.settings import Settings
@@ -59,7 +60,11 @@ def _now_us() -> int:
 
 def default_pipelines(settings: Settings) -> list[KindPipeline]:
     """The kinds this version ingests."""
-    return [WalkthroughPipeline(settings), RemoteSensingPipeline(settings)]
+    return [
+        WalkthroughPipeline(settings),
+        RemoteSensingPipeline(settings),
+        EmergencyPipeline(settings),
+    ]
 
 
 class IngestWorker:
