@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from simulators.emergency import Release, gaussian_plume, survey_records, survey_route
 from telemetry.detect.emergency import (
     MOLAR_MASS_G_MOL,
     TierTable,
@@ -395,3 +396,41 @@ def test_sector_polygon_is_a_closed_ring_between_the_radii() -> None:
     assert d.max() == pytest.approx(1000.0, abs=0.05)
     wedge = sector_polygon(40.0, 116.0, 0.0, 500.0, 0.0, 90.0)
     assert [116.0, 40.0] in wedge
+
+
+# --- the simulator's plume and survey ------------------------------------------------------
+
+
+def test_gaussian_plume_centreline_matches_the_closed_form() -> None:
+    # Ground release, ground receptor, class D at 1 km: σy = 0.08·1000·1.1^-0.5 = 76.28 m,
+    # σz = 0.06·1000·2.5^-0.5 = 37.95 m, C = Q / (π u σy σz) = 7.331 mg/m3 for 200 g/s at 3 m/s.
+    c = gaussian_plume(
+        np.array([1000.0, 1000.0, 1000.0, -50.0]),
+        np.array([0.0, 100.0, -100.0, 0.0]),
+        emission_g_s=200.0,
+        wind_speed_ms=3.0,
+        stability="D",
+        receptor_height_m=0.0,
+    )
+
+    assert c[0] == pytest.approx(7.3313, rel=1e-4)
+    assert c[1] == c[2] < c[0]  # symmetric across the axis
+    assert c[3] == 0.0  # nothing upwind
+
+
+def test_survey_starts_upwind_and_crosses_the_plume_downwind() -> None:
+    release = Release(40.0, 116.0, "h2s", 200.0, 3.0, wind_from_deg=270.0, stability="D")
+
+    lat, lon = survey_route(release, arcs_m=(300.0, 1000.0), speed_ms=10.0)
+    records = survey_records(release, lat, lon, start_ms=1_000, seed=3)
+
+    d, b = distance_bearing(40.0, 116.0, lat, lon)
+    assert d[0] == pytest.approx(500.0, rel=1e-3) and b[0] == pytest.approx(270.0, abs=0.1)
+    steps, _ = distance_bearing(lat[:-1], lon[:-1], lat[1:], lon[1:])
+    assert steps.max() == pytest.approx(10.0, rel=1e-3)  # equirectangular vs great circle
+    values = np.array([r["gases"]["h2s"]["value"] for r in records])
+    assert values[0] == 0.0  # the upwind control point reads clean air
+    peak = int(np.argmax(values))
+    assert d[peak] == pytest.approx(300.0, rel=0.02) and b[peak] == pytest.approx(90.0, abs=10)
+    assert [r["ts"] for r in records[:3]] == [1_000, 2_000, 3_000]
+    assert records[0]["gases"]["h2s"]["unit"] == "ppm"
