@@ -94,6 +94,10 @@ class Fleet:
         weights = network.edge_length_m / network.edge_length_m.sum()
         self._edge = self._motion.choice(network.edge_count, size=n, p=weights).astype(np.int64)
         self._offset_m = self._motion.uniform(0.0, 1.0, n) * network.edge_length_m[self._edge]
+        # The first vehicles start at the beginning of the road leading to each source, so a
+        # demo shows its hotspots within the first minute instead of whenever chance has it.
+        for i, edge in enumerate(self._edges_to_sources()[:n]):
+            self._edge[i], self._offset_m[i] = edge, 0.0
         self._next = np.array(
             [network.next_edge(int(e), self._routes) for e in self._edge], dtype=np.int64
         )
@@ -111,6 +115,17 @@ class Fleet:
         self._buffers: list[list[Reading]] = [[] for _ in range(n)]
 
     # -- motion ---------------------------------------------------------------------------------
+
+    def _edges_to_sources(self) -> list[int]:
+        """For each distinct source location, the road edge whose midpoint is nearest to it."""
+        net = self.network
+        mid = (net.node_xy[net.edge_from] + net.node_xy[net.edge_to]) / 2.0
+        places = sorted({(src.lon, src.lat) for src in self.plumes.sources})
+        edges = []
+        for lon, lat in places:
+            x, y = net.to_xy(np.array([lon]), np.array([lat]))
+            edges.append(int(np.argmin(np.hypot(mid[:, 0] - x[0], mid[:, 1] - y[0]))))
+        return edges
 
     def _position(self) -> FloatArray:
         net = self.network

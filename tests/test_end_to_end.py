@@ -70,6 +70,8 @@ async def service(
         mqtt_client_id=f"e2e-{uuid.uuid4().hex[:8]}",
         batch_max_age_ms=50,
         max_payload_bytes=4096,
+        # The plume's pass is judged once its vehicle has been quiet this long.
+        pass_max_gap_s=2,
     )
     await import_roads(settings, ROOT / "data/roads/demo.geojson", segment_length_m=30)
     app = create_app(settings)

@@ -5,20 +5,36 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
+import numpy.typing as npt
 
-from telemetry.detect.passes import Passes, find_passes
 from telemetry.detect.quality import quality_mask
 from telemetry.detect.thresholds import ThresholdTable
+from telemetry.detect.tracker import PassStats, fragments
 from telemetry.kinds import Kind
 from telemetry.readings import POLLUTANT_UNITS, POLLUTANTS, FloatArray, IntArray, WalkthroughBatch
 
 if TYPE_CHECKING:
     from telemetry.settings import Settings
 
-__all__ = ["DetectParams", "Exceedance", "detect_walkthrough"]
+__all__ = ["DetectParams", "Exceedance", "detect_walkthrough", "judge_passes"]
+
+
+class PassLike(Protocol):
+    """What judging needs of a set of passes (see telemetry.detect.tracker.PassStats)."""
+
+    @property
+    def vehicle_id(self) -> npt.NDArray[Any]: ...
+    @property
+    def segment_id(self) -> IntArray: ...
+    @property
+    def first_us(self) -> IntArray: ...
+    @property
+    def last_us(self) -> IntArray: ...
+    @property
+    def readings(self) -> IntArray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +111,7 @@ def _limit_note(averaging: str) -> str:
 
 def _limit_exceedances(
     pollutant: str,
-    passes: Passes,
+    passes: PassLike,
     n: FloatArray,
     mean: FloatArray,
     peak: FloatArray,
@@ -143,7 +159,7 @@ def _limit_exceedances(
 
 def _hotspot_exceedances(
     pollutant: str,
-    passes: Passes,
+    passes: PassLike,
     n: FloatArray,
     mean: FloatArray,
     peak: FloatArray,
@@ -182,7 +198,7 @@ def _hotspot_exceedances(
 
 
 def _exceedance(
-    passes: Passes,
+    passes: PassLike,
     i: int,
     *,
     pollutant: str,
@@ -228,10 +244,24 @@ def detect_walkthrough(
     backgrounds: Mapping[str, float],
     params: DetectParams,
 ) -> list[Exceedance]:
-    """The exceedances in a batch of walk-through readings.
+    """The exceedances in one batch judged on its own: every pass found in it counts as
+    closed. (The ingest path assembles passes across batches with
+    :mod:`telemetry.detect.tracker` and judges them with :func:`judge_passes`.)
 
-    Readings that fail :func:`~telemetry.detect.quality.quality_mask` are dropped; the rest
-    are split into passes. For every pollutant and pass:
+    Readings that fail :func:`~telemetry.detect.quality.quality_mask` are dropped first.
+    """
+    usable, _ = quality_mask(batch, segment_id, max_speed_kmh=params.max_speed_kmh)
+    found = fragments(batch, segment_id, usable, max_gap_s=params.pass_max_gap_s)
+    return judge_passes(found, thresholds, backgrounds, params)
+
+
+def judge_passes(
+    passes: PassStats,
+    thresholds: ThresholdTable,
+    backgrounds: Mapping[str, float],
+    params: DetectParams,
+) -> list[Exceedance]:
+    """The exceedances of closed passes. For every pollutant and pass:
 
     - rule ``'limit'``: the pass mean is above the ``'limit'``-tier threshold effective at the
       pass's first reading (rows in another unit than the pollutant's are ignored);
@@ -241,19 +271,12 @@ def detect_walkthrough(
 
     ``multiple`` is (mean − limit) / limit, with limit = factor x background for hotspots.
     """
-    usable, _ = quality_mask(batch, segment_id, max_speed_kmh=params.max_speed_kmh)
-    keep = np.flatnonzero(usable)
-    if keep.shape[0] == 0:
+    if len(passes) == 0:
         return []
-    passes = find_passes(
-        batch.vehicle_id[keep],
-        batch.ts_us[keep],
-        np.asarray(segment_id, dtype=np.int64)[keep],
-        max_gap_s=params.pass_max_gap_s,
-    )
+    means = passes.mean()
     found: list[Exceedance] = []
-    for pollutant in POLLUTANTS:
-        n, mean, peak = passes.stats(batch.pollutant(pollutant)[keep])
+    for j, pollutant in enumerate(POLLUTANTS):
+        n, mean, peak = passes.n[:, j], means[:, j], passes.peak[:, j]
         found += _limit_exceedances(pollutant, passes, n, mean, peak, thresholds)
         background = float(backgrounds.get(pollutant, math.nan))
         found += _hotspot_exceedances(pollutant, passes, n, mean, peak, background, params)

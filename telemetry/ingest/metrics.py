@@ -17,6 +17,7 @@ __all__ = [
     "INGEST_LAG",
     "MESSAGES",
     "MQTT_CONNECTED",
+    "OPEN_PASSES",
     "QUEUE_DEPTH",
     "READINGS",
     "REJECTS",
@@ -57,4 +58,7 @@ EXCEEDANCES = Counter("telemetry_exceedances", "Exceedances detected", ["kind", 
 ALERTS_OPENED = Counter("telemetry_alerts_opened", "Alert episodes opened")
 MQTT_CONNECTED = Gauge(
     "telemetry_mqtt_connected", "1 while the ingest worker is connected to the broker"
+)
+OPEN_PASSES = Gauge(
+    "telemetry_open_passes", "Walk-through drive passes in progress (not yet judged)"
 )

@@ -54,6 +54,10 @@ _TRANSIENT = (
 _DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 
+#: How often kinds get to judge what fell due without input (see KindPipeline.idle).
+_IDLE_TICK_S = 1.0
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -96,6 +100,8 @@ class IngestWorker:
         self._consumer = MqttConsumer(settings, self._batcher)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        # Batches and idle ticks both advance the pipelines' state: one at a time.
+        self._commit_lock = asyncio.Lock()
 
     @property
     def mqtt_connected(self) -> bool:
@@ -116,6 +122,7 @@ class IngestWorker:
             asyncio.create_task(
                 self._every(s.alert_sweep_s, self._sweep_alerts), name="alert-sweep"
             ),
+            asyncio.create_task(self._every(_IDLE_TICK_S, self._idle), name="idle-tick"),
         ]
 
     async def stop(self) -> None:
@@ -134,6 +141,20 @@ class IngestWorker:
         """Reload every kind's reference data (segments, thresholds, …)."""
         for pipeline in self._pipelines.values():
             await pipeline.refresh(self._pool)
+
+    async def _idle(self) -> None:
+        """Let every kind judge what fell due without new input, in its own transaction."""
+        async with self._commit_lock:
+            now_us = _now_us()
+            async with self._pool.acquire() as conn:
+                for pipeline in self._pipelines.values():
+                    outcome = await pipeline.idle(conn, now_us=now_us)
+                    opened = 0
+                    if outcome.exceedances:
+                        async with conn.transaction():
+                            opened = await record_exceedances(conn, outcome.exceedances)
+                    pipeline.committed(outcome)
+                    _count([], [], [(pipeline, outcome)], outcome.exceedances, opened)
 
     async def _sweep_alerts(self) -> None:
         quiet = self._settings.alert_quiet_period_s
@@ -197,6 +218,10 @@ class IngestWorker:
             metrics.REJECTS.labels("db_rejected").inc()
 
     async def _commit(self, messages: Sequence[Message]) -> None:
+        async with self._commit_lock:
+            await self._commit_locked(messages)
+
+    async def _commit_locked(self, messages: Sequence[Message]) -> None:
         now_us = _now_us()
         decoded = self._decoder.decode(messages)
         dead = list(decoded.dead)

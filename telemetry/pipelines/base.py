@@ -11,7 +11,10 @@ episodes. A kind supplies the rest through :class:`KindPipeline`:
    that were new, return an :class:`Outcome` with the exceedances;
 5. ``committed`` — after the commit: advance in-memory state (never before: a rolled-back
    batch is retried and must not count twice);
-6. ``refresh`` — reload reference data (road segments, thresholds, incidents) periodically.
+6. ``idle`` — called about once a second inside a transaction of its own: judge what is due
+   without new input (a drive pass whose vehicle went quiet); its outcome is ``committed``
+   too;
+7. ``refresh`` — reload reference data (road segments, thresholds, incidents) periodically.
 """
 
 from __future__ import annotations
@@ -55,5 +58,7 @@ class KindPipeline(Protocol):
     async def commit(self, conn: asyncpg.Connection, batch: Any, *, now_us: int) -> Outcome: ...
 
     def committed(self, outcome: Outcome) -> None: ...
+
+    async def idle(self, conn: asyncpg.Connection, *, now_us: int) -> Outcome: ...
 
     async def refresh(self, pool: asyncpg.Pool) -> None: ...

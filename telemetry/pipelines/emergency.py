@@ -360,3 +360,7 @@ class EmergencyPipeline:
 
     def committed(self, outcome: Outcome) -> None:
         """Nothing to carry forward: tiers apply per reading."""
+
+    async def idle(self, conn: asyncpg.Connection, *, now_us: int) -> Outcome:
+        """Nothing falls due without input: tiers apply per reading as it arrives."""
+        return Outcome(0, 0)

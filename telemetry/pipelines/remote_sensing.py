@@ -385,6 +385,10 @@ class RemoteSensingPipeline:
     def committed(self, outcome: Outcome) -> None:
         """Nothing to advance: the rule reads its history from the database."""
 
+    async def idle(self, conn: asyncpg.Connection, *, now_us: int) -> Outcome:
+        """Nothing falls due without input: every pass is judged when it arrives."""
+        return Outcome(0, 0)
+
     async def _confirm(
         self,
         conn: asyncpg.Connection,

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
 import asyncpg
 import msgspec
 import numpy as np
+import numpy.typing as npt
 from msgspec.structs import astuple
 
-from telemetry.detect.exceedance import DetectParams, detect_walkthrough
+from telemetry.detect.exceedance import DetectParams, Exceedance, judge_passes
 from telemetry.detect.hotspot import BackgroundWindow
 from telemetry.detect.quality import quality_mask
 from telemetry.detect.thresholds import ThresholdTable
+from telemetry.detect.tracker import PassStats, advance, fragments
 from telemetry.ingest import metrics
 from telemetry.ingest.decode import KindRows
 from telemetry.ingest.validate import Limits, check_walkthrough
@@ -104,6 +107,7 @@ class WalkthroughPipeline:
         self._index = SegmentIndex.build([])
         self._thresholds = ThresholdTable.from_rows([])
         self._background = BackgroundWindow()
+        self._open = PassStats.empty()  # each vehicle's pass in progress
 
     @property
     def segments(self) -> int:
@@ -137,31 +141,57 @@ class WalkthroughPipeline:
             fresh.lon,
             fresh.received_us,
         )
-        exceedances = []
-        if len(fresh):
-            backgrounds = self._background.levels(
-                now_us,
-                window_s=s.hotspot_window_s,
-                percentile=s.hotspot_percentile,
-                min_samples=s.hotspot_min_samples,
-            )
-            exceedances = detect_walkthrough(
-                fresh, fresh_segments, self._thresholds, backgrounds, self._params
-            )
-        return Outcome(len(batch), len(new), exceedances, state=(fresh, fresh_segments))
+        usable, why = quality_mask(fresh, fresh_segments, max_speed_kmh=s.quality_max_speed_kmh)
+        found = fragments(fresh, fresh_segments, usable, max_gap_s=s.pass_max_gap_s)
+        closed, still_open = advance(self._open, found, now_us=now_us, max_gap_s=s.pass_max_gap_s)
+        exceedances = self._judge(closed, now_us)
+        state = _Advance(fresh, usable, why, still_open)
+        return Outcome(len(batch), len(new), exceedances, state=state)
+
+    async def idle(self, conn: asyncpg.Connection, *, now_us: int) -> Outcome:
+        """Close the passes of vehicles that went quiet, and judge them."""
+        gap_s = self._settings.pass_max_gap_s
+        closed, still_open = advance(self._open, PassStats.empty(), now_us=now_us, max_gap_s=gap_s)
+        if not len(closed):
+            return Outcome(0, 0)
+        return Outcome(
+            0, 0, self._judge(closed, now_us), state=_Advance(None, None, None, still_open)
+        )
+
+    def _judge(self, closed: PassStats, now_us: int) -> list[Exceedance]:
+        if not len(closed):
+            return []
+        s = self._settings
+        backgrounds = self._background.levels(
+            now_us,
+            window_s=s.hotspot_window_s,
+            percentile=s.hotspot_percentile,
+            min_samples=s.hotspot_min_samples,
+        )
+        return judge_passes(closed, self._thresholds, backgrounds, self._params)
 
     def committed(self, outcome: Outcome) -> None:
-        fresh, segment_id = outcome.state
-        if len(fresh) == 0:
+        state: _Advance | None = outcome.state
+        if state is None:
             return
-        usable, why = quality_mask(
-            fresh, segment_id, max_speed_kmh=self._settings.quality_max_speed_kmh
-        )
+        self._open = state.still_open
+        metrics.OPEN_PASSES.set(len(self._open))
+        fresh, usable, why = state.fresh, state.usable, state.why
+        if fresh is None or usable is None or why is None or len(fresh) == 0:
+            return
         # Unsnapped readings still describe the air: the background leaves out only bad ones.
-        usable |= why == "unsnapped"
-        self._background.update(
-            fresh.ts_us[usable], {p: fresh.pollutant(p)[usable] for p in POLLUTANTS}
-        )
+        air = usable | (why == "unsnapped")
+        self._background.update(fresh.ts_us[air], {p: fresh.pollutant(p)[air] for p in POLLUTANTS})
         codes, counts = np.unique(why[~usable].astype(str), return_counts=True)
         for code, n in zip(codes.tolist(), counts.tolist(), strict=True):
             metrics.DETECTION_SKIPPED.labels(code).inc(n)
+
+
+@dataclass(frozen=True, slots=True)
+class _Advance:
+    """What a committed batch (or idle tick) moves forward."""
+
+    fresh: WalkthroughBatch | None
+    usable: npt.NDArray[np.bool_] | None
+    why: npt.NDArray[np.object_] | None
+    still_open: PassStats
