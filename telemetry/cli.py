@@ -1,4 +1,4 @@
-"""The ``telemetry`` command: migrate, serve, ingest, simulate, roads import."""
+"""The ``telemetry`` command: migrate, serve, ingest, roads import and the simulators."""
 
 from __future__ import annotations
 
@@ -81,6 +81,18 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return run(settings, args)
 
 
+def _cmd_simulate_remote_sensing(settings: Settings, args: argparse.Namespace) -> int:
+    from simulators.remote_sensing import run
+
+    return asyncio.run(run(settings, args))
+
+
+def _cmd_simulate_emergency(settings: Settings, args: argparse.Namespace) -> int:
+    from simulators.emergency import run
+
+    return run(settings, args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telemetry", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -118,6 +130,21 @@ def _parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="drive simulated vehicles over MQTT (and load-test)")
     add_arguments(simulate)
     simulate.set_defaults(func=_cmd_simulate)
+
+    from simulators import emergency as emergency_sim
+    from simulators import remote_sensing as remote_sensing_sim
+
+    rs = sub.add_parser(
+        "simulate-remote-sensing",
+        help="a roadside remote-sensing vehicle measuring passing traffic (some high emitters)",
+    )
+    remote_sensing_sim.add_arguments(rs)
+    rs.set_defaults(func=_cmd_simulate_remote_sensing)
+    em = sub.add_parser(
+        "simulate-emergency", help="an emergency vehicle surveying a plume around an incident"
+    )
+    emergency_sim.add_arguments(em)
+    em.set_defaults(func=_cmd_simulate_emergency)
     return parser
 
 
