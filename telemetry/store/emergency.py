@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -28,6 +27,7 @@ from telemetry.detect.emergency import EARTH_RADIUS_M, assign_incidents
 from telemetry.errors import ConflictError, NotFoundError
 from telemetry.kinds import Kind
 from telemetry.readings import FloatArray, IntArray
+from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
 
 __all__ = [
     "IncidentSet",
@@ -46,7 +46,6 @@ __all__ = [
 _STAGING = "emergency_staging"
 _LOCK_KEY = 0x0E3E_76E1  # incidents vs. ingest batches (see the module docstring)
 _OPEN_END_US = np.iinfo(np.int64).max
-_encoder = msgspec.json.Encoder()
 
 
 def _us(column: str) -> str:
@@ -177,21 +176,6 @@ JOIN {_STAGING} s
 """
 
 
-def _first_of_each_key(rows: ReadingRows) -> npt.NDArray[np.intp]:
-    """Positions of the first occurrence of every (vehicle, ts, substance)."""
-    vehicles, substances = rows.vehicle_id.astype(str), rows.substance.astype(str)
-    order = np.lexsort((substances, rows.ts_us, vehicles))
-    v, t, s = vehicles[order], rows.ts_us[order], substances[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (v[1:] != v[:-1]) | (t[1:] != t[:-1]) | (s[1:] != s[:-1])
-    return np.sort(order[first])
-
-
-def _json(value: object) -> str | None:
-    # COPY is binary and asyncpg has no binary jsonb encoder: extras travel as text.
-    return None if value is None else _encoder.encode(value).decode()
-
-
 async def insert_emergency(conn: asyncpg.Connection, rows: ReadingRows) -> npt.NDArray[np.intp]:
     """Insert readings; return the positions (into ``rows``) of those that were new.
 
@@ -200,8 +184,7 @@ async def insert_emergency(conn: asyncpg.Connection, rows: ReadingRows) -> npt.N
     """
     if len(rows) == 0:
         return np.empty(0, dtype=np.intp)
-    await conn.execute(_CREATE_STAGING)
-    keep = _first_of_each_key(rows)
+    keep = first_of_each_key(rows.vehicle_id, rows.ts_us, rows.substance)
     columns = [
         keep.tolist(),
         rows.vehicle_id[keep].tolist(),
@@ -213,15 +196,16 @@ async def insert_emergency(conn: asyncpg.Connection, rows: ReadingRows) -> npt.N
         rows.sensor[keep].tolist(),
         *(getattr(rows, c)[keep].tolist() for c in _FLOATS),
         rows.incident_id[keep].tolist(),
-        [_json(e) for e in rows.extra[keep].tolist()],
+        [json_text(e) for e in rows.extra[keep].tolist()],
     ]
-    await conn.copy_records_to_table(
-        _STAGING, records=zip(*columns, strict=True), columns=_STAGING_COLUMNS
+    return await copy_and_insert(
+        conn,
+        create_staging=_CREATE_STAGING,
+        staging=_STAGING,
+        columns=_STAGING_COLUMNS,
+        values=columns,
+        insert=_INSERT,
     )
-    found = await conn.fetch(_INSERT)
-    new = np.fromiter((r[0] for r in found), dtype=np.intp, count=len(found))
-    new.sort()
-    return new
 
 
 # --- incidents as ingest sees them ---------------------------------------------------------

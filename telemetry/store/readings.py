@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncpg
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from telemetry.readings import FloatArray, IntArray, WalkthroughBatch
+from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
 
 __all__ = ["insert_walkthrough", "upsert_vehicles"]
 
 _STAGING = "walkthrough_staging"
-_encoder = msgspec.json.Encoder()
-
-
-def _json(value: object) -> str:
-    # COPY is binary and asyncpg has no binary jsonb encoder: extras travel as text.
-    return _encoder.encode(value).decode()
 
 
 _FLOAT_COLUMNS = (
@@ -90,16 +84,6 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
 """
 
 
-def _first_of_each_key(vehicle_id: np.ndarray, ts_us: IntArray) -> npt.NDArray[np.intp]:
-    """Positions of the first occurrence of every (vehicle, ts): a message delivered twice in
-    one batch must not reach detection twice."""
-    order = np.lexsort((ts_us, vehicle_id.astype(str)))
-    v, t = vehicle_id[order], ts_us[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (v[1:] != v[:-1]) | (t[1:] != t[:-1])
-    return np.sort(order[first])
-
-
 async def insert_walkthrough(
     conn: asyncpg.Connection,
     batch: WalkthroughBatch,
@@ -113,9 +97,8 @@ async def insert_walkthrough(
     """
     if len(batch) == 0:
         return np.empty(0, dtype=np.intp)
-    await conn.execute(_CREATE_STAGING)
-    keep = _first_of_each_key(batch.vehicle_id, batch.ts_us)
-    columns = [
+    keep = first_of_each_key(batch.vehicle_id, batch.ts_us)
+    values = [
         keep.tolist(),
         batch.vehicle_id[keep].tolist(),
         batch.ts_us[keep].tolist(),
@@ -124,15 +107,16 @@ async def insert_walkthrough(
         batch.flag[keep].tolist(),
         segment_id[keep].tolist(),
         snap_distance_m[keep].tolist(),
-        [None if e is None else _json(e) for e in batch.extra[keep].tolist()],
+        [json_text(e) for e in batch.extra[keep].tolist()],
     ]
-    await conn.copy_records_to_table(
-        _STAGING, records=zip(*columns, strict=True), columns=_STAGING_COLUMNS
+    return await copy_and_insert(
+        conn,
+        create_staging=_CREATE_STAGING,
+        staging=_STAGING,
+        columns=_STAGING_COLUMNS,
+        values=values,
+        insert=_INSERT,
     )
-    rows = await conn.fetch(_INSERT)
-    new = np.fromiter((r[0] for r in rows), dtype=np.intp, count=len(rows))
-    new.sort()
-    return new
 
 
 async def upsert_vehicles(

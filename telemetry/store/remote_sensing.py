@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from telemetry.detect.exceedance import Exceedance
 from telemetry.detect.remote_sensing import RS_POLLUTANTS
 from telemetry.readings import FloatArray, IntArray
+from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
 
 if TYPE_CHECKING:
     from telemetry.pipelines.remote_sensing import Judgement, RemoteSensingBatch
@@ -42,7 +42,6 @@ __all__ = [
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _STAGING = "rs_staging"
-_encoder = msgspec.json.Encoder()
 # The advisory-lock namespace of plates (two-key form: it never collides with one-key locks).
 _PLATE_LOCK_SPACE = 0x5253
 
@@ -205,16 +204,6 @@ JOIN {_STAGING} s ON s.vehicle_id = i.vehicle_id AND {_us("s.ts_us")} = i.ts AND
 """
 
 
-def _first_of_each_key(batch: RemoteSensingBatch) -> npt.NDArray[np.intp]:
-    """Positions of the first pass of every (vehicle, ts, lane): a message delivered twice in
-    one batch must not reach the rule twice."""
-    order = np.lexsort((batch.lane, batch.ts_us, batch.vehicle_id.astype(str)))
-    v, t, lane = batch.vehicle_id[order], batch.ts_us[order], batch.lane[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (v[1:] != v[:-1]) | (t[1:] != t[:-1]) | (lane[1:] != lane[:-1])
-    return np.sort(order[first])
-
-
 def _flags(judged: npt.NDArray[np.bool_], over: npt.NDArray[np.bool_]) -> list[bool | None]:
     out = np.full(judged.shape[0], None, dtype=object)
     out[judged] = over[judged]
@@ -228,8 +217,7 @@ async def insert_passes(
     that were new. A pass whose (vehicle_id, ts, lane) is stored already is skipped."""
     if len(batch) == 0:
         return np.empty(0, dtype=np.intp)
-    await conn.execute(_CREATE_STAGING)
-    keep = _first_of_each_key(batch)
+    keep = first_of_each_key(batch.vehicle_id, batch.ts_us, batch.lane)
     j = judgement
     columns = [
         keep.tolist(),
@@ -252,15 +240,16 @@ async def insert_passes(
         j.valid[keep].tolist(),
         j.reason[keep].tolist(),
         *(_flags(j.judged[p][keep], j.over[p][keep]) for p in RS_POLLUTANTS),
-        [None if e is None else _encoder.encode(e).decode() for e in batch.extra[keep].tolist()],
+        [json_text(e) for e in batch.extra[keep].tolist()],
     ]
-    await conn.copy_records_to_table(
-        _STAGING, records=zip(*columns, strict=True), columns=_STAGING_COLUMNS
+    return await copy_and_insert(
+        conn,
+        create_staging=_CREATE_STAGING,
+        staging=_STAGING,
+        columns=_STAGING_COLUMNS,
+        values=columns,
+        insert=_INSERT,
     )
-    rows = await conn.fetch(_INSERT)
-    new = np.fromiter((r[0] for r in rows), dtype=np.intp, count=len(rows))
-    new.sort()
-    return new
 
 
 @dataclass(frozen=True, slots=True)
