@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from support import api_client
 
-from api.app import create_app
 from telemetry.settings import Settings
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
@@ -21,11 +21,8 @@ _subjects = itertools.count(1)
 
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=database_url, ingest_enabled=False))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            yield c
+    async with api_client(Settings(database_url=database_url, ingest_enabled=False)) as c:
+        yield c
 
 
 async def insert_alert(pool: asyncpg.Pool, **values: Any) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,19 +14,11 @@ import httpx
 import pytest
 from conftest import Broker, free_port
 from prometheus_client import CONTENT_TYPE_LATEST
+from support import api_client
 
-from api.app import create_app
 from telemetry.settings import Settings
 
-
-@asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app for ``settings``, with its lifespan running."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
+serve = api_client
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from support import api_client
 
-from api.app import create_app
 from api.schemas import Track
 from telemetry.settings import Settings
 
@@ -20,11 +20,8 @@ T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(database_url=database_url, ingest_enabled=False, vehicle_online_s=60)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            yield c
+    async with api_client(settings) as c:
+        yield c
 
 
 async def insert_vehicle(

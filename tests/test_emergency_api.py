@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import numpy as np
 import pytest
+from support import api_client
 
-from api.app import create_app
 from telemetry.detect.emergency import MOLAR_MASS_G_MOL, convert, destination
 from telemetry.settings import Settings
 from telemetry.store.emergency import ReadingRows, insert_emergency
@@ -23,11 +23,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=database_url, ingest_enabled=False))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            yield c
+    async with api_client(Settings(database_url=database_url, ingest_enabled=False)) as c:
+        yield c
 
 
 def _objects(values: list[Any]) -> np.ndarray:

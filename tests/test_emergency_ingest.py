@@ -8,13 +8,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from support import eventually
 
 from api.app import create_app
 from simulators.publisher import Publisher
@@ -26,18 +27,6 @@ from telemetry.settings import Settings
 from telemetry.store.emergency import open_incident
 
 SOURCE = (39.99, 116.31)  # lat, lon of the release
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, within_s: float = 20.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within_s} s (last result: {result!r})")
-        await asyncio.sleep(0.1)
 
 
 def at(distance_m: float, bearing_deg: float) -> dict[str, float]:

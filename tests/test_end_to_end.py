@@ -4,60 +4,22 @@ appears over HTTP, the broken ones are in the dead-letter table, and the service
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support import eventually, publish
 
 from api.app import create_app
 from telemetry.roads.importer import import_roads
 from telemetry.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
-
-
-def publish(broker: Any, topic: str, payloads: list[str | bytes]) -> None:
-    """Publish each payload as one QoS 1 message with mosquitto_pub."""
-    for payload in payloads:
-        data = payload if isinstance(payload, bytes) else payload.encode()
-        subprocess.run(
-            [
-                MOSQUITTO_PUB,
-                "-h",
-                broker.host,
-                "-p",
-                str(broker.port),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-s",
-            ],
-            input=data,
-            check=True,
-            timeout=10,
-        )
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, within_s: float = 20.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within_s} s (last result: {result!r})")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

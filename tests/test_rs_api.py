@@ -12,8 +12,8 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+from support import api_client
 
-from api.app import create_app
 from telemetry.ingest.decode import KindRows
 from telemetry.pipelines.remote_sensing import RemoteSensingPipeline, RemoteSensingRecord
 from telemetry.roads.importer import import_roads
@@ -33,11 +33,8 @@ async def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            yield c
+    async with api_client(settings) as c:
+        yield c
 
 
 def a_pass(ts_ms: int, plate: str, **overrides: Any) -> dict[str, Any]:

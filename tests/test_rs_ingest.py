@@ -3,13 +3,10 @@ mosquitto_pub publishes, the worker judges and stores, the alert appears over HT
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +14,8 @@ import asyncpg
 import httpx
 import pytest
 from conftest import Broker
+from support import eventually
+from support import publish as publish_all
 
 from api.app import create_app
 from simulators.remote_sensing import RoadsideSite
@@ -25,29 +24,7 @@ from telemetry.pipelines.remote_sensing import RemoteSensingPipeline
 from telemetry.pipelines.walkthrough import WalkthroughPipeline
 from telemetry.settings import Settings
 
-MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 TOPIC = "telemetry/remote_sensing/rs-test-1"
-
-
-def publish(broker: Broker, topic: str, payload: str) -> None:
-    """One QoS 1 message, published by a client we did not write."""
-    subprocess.run(
-        [MOSQUITTO_PUB, "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic, "-s"],
-        input=payload.encode(),
-        check=True,
-        timeout=10,
-    )
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, within_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + within_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within_s} s (last result: {result!r})")
-        await asyncio.sleep(0.1)
 
 
 def a_pass(ts_ms: int, plate: str, **overrides: Any) -> dict[str, Any]:
@@ -249,3 +226,8 @@ async def test_simulated_site_traffic_is_accepted_and_finds_its_high_emitters(
     assert await pool.fetchval("SELECT count(*) FROM dead_letters") == 0
     valid_share = await pool.fetchval("SELECT avg(valid::int) FROM rs_passes")
     assert 0.5 < valid_share < 0.95
+
+
+def publish(broker: Broker, topic: str, payload: str) -> None:
+    """One QoS 1 message, published by a client we did not write."""
+    publish_all(broker, topic, [payload])
