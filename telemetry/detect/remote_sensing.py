@@ -49,6 +49,22 @@ RS_POLLUTANTS: dict[str, tuple[str, str]] = {
     "opacity": ("opacity_pct", "%"),
     "ringelmann": ("ringelmann", "level"),
 }
+#: The measured quantities of a pass record, as stored (besides its position).
+MEASURED_COLUMNS: tuple[str, ...] = (
+    "speed_kmh",
+    "accel_ms2",
+    "slope_pct",
+    "temp_c",
+    "rh_pct",
+    "pressure_kpa",
+    "wind_speed_ms",
+    "co2_pct",
+    "co_pct",
+    "hc_ppm",
+    "no_ppm",
+    "opacity_pct",
+    "ringelmann",
+)
 #: What a validity gate may test (columns of a pass, plus the computed VSP).
 GATE_PARAMETERS: tuple[str, ...] = (
     "vsp_kw_t",

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from telemetry.detect.exceedance import Exceedance
 from telemetry.detect.remote_sensing import (
+    MEASURED_COLUMNS,
     RS_POLLUTANTS,
     GateTable,
     LimitTable,
@@ -109,23 +110,7 @@ class RemoteSensingRecord(msgspec.Struct, frozen=True):
     images: Annotated[list[ImageRef], msgspec.Meta(max_length=16)] = []
 
 
-FLOAT_COLUMNS: tuple[str, ...] = (
-    "lat",
-    "lon",
-    "speed_kmh",
-    "accel_ms2",
-    "slope_pct",
-    "temp_c",
-    "rh_pct",
-    "pressure_kpa",
-    "wind_speed_ms",
-    "co2_pct",
-    "co_pct",
-    "hc_ppm",
-    "no_ppm",
-    "opacity_pct",
-    "ringelmann",
-)
+FLOAT_COLUMNS: tuple[str, ...] = ("lat", "lon", *MEASURED_COLUMNS)
 _OBJECT_COLUMNS = (
     "vehicle_id",
     "site_id",

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from telemetry.detect.exceedance import Exceedance
-from telemetry.detect.remote_sensing import RS_POLLUTANTS
+from telemetry.detect.remote_sensing import MEASURED_COLUMNS, RS_POLLUTANTS
 from telemetry.readings import FloatArray, IntArray
 from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
 
@@ -45,21 +45,7 @@ _STAGING = "rs_staging"
 # The advisory-lock namespace of plates (two-key form: it never collides with one-key locks).
 _PLATE_LOCK_SPACE = 0x5253
 
-_MEASURED = (
-    "speed_kmh",
-    "accel_ms2",
-    "slope_pct",
-    "temp_c",
-    "rh_pct",
-    "pressure_kpa",
-    "wind_speed_ms",
-    "co2_pct",
-    "co_pct",
-    "hc_ppm",
-    "no_ppm",
-    "opacity_pct",
-    "ringelmann",
-)
+_MEASURED = MEASURED_COLUMNS
 _OVER = tuple(f"{p}_over" for p in RS_POLLUTANTS)
 
 
