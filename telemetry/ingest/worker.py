@@ -102,6 +102,7 @@ class IngestWorker:
         self._stopping = False
         # Batches and idle ticks both advance the pipelines' state: one at a time.
         self._commit_lock = asyncio.Lock()
+        self.committed_messages = 0  # messages this worker has committed and acknowledged
 
     @property
     def mqtt_connected(self) -> bool:
@@ -191,6 +192,7 @@ class IngestWorker:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._settings.batch_retry_max_s)
+        self.committed_messages += len(messages)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(len(messages))
         oldest_us = min(m.received_us for m in messages)
