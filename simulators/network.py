@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from telemetry.errors import RoadNetworkError
+from telemetry.geo import from_local_m, to_local_m
 
-__all__ = ["EARTH_RADIUS_M", "RoadNetwork", "load_network", "network_from_geojson"]
+__all__ = ["RoadNetwork", "load_network", "network_from_geojson"]
 
-EARTH_RADIUS_M = 6_371_008.8
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -49,14 +48,11 @@ class RoadNetwork:
 
     def to_xy(self, lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Degrees (WGS-84) to local metres."""
-        return _to_xy(lon, lat, self.lon0, self.lat0)
+        return to_local_m(lon, lat, self.lon0, self.lat0)
 
     def to_lonlat(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Local metres to degrees (WGS-84)."""
-        k = math.pi / 180.0 * EARTH_RADIUS_M
-        lon = self.lon0 + np.asarray(x, dtype=np.float64) / (k * math.cos(math.radians(self.lat0)))
-        lat = self.lat0 + np.asarray(y, dtype=np.float64) / k
-        return lon, lat
+        return from_local_m(x, y, self.lon0, self.lat0)
 
     def reverse(self, edge: int) -> int:
         """The same piece of street driven the other way."""
@@ -94,15 +90,6 @@ class RoadNetwork:
 
     def street_length_m(self, street: int) -> float:
         return float(self.edge_length_m[self.edge_street == street].sum() / 2.0)
-
-
-def _to_xy(
-    lon: FloatArray, lat: FloatArray, lon0: float, lat0: float
-) -> tuple[FloatArray, FloatArray]:
-    k = math.pi / 180.0 * EARTH_RADIUS_M
-    x = (np.asarray(lon, dtype=np.float64) - lon0) * k * math.cos(math.radians(lat0))
-    y = (np.asarray(lat, dtype=np.float64) - lat0) * k
-    return x, y
 
 
 def _lines(geometry: dict[str, Any]) -> list[list[list[float]]]:
@@ -154,7 +141,7 @@ def network_from_geojson(document: dict[str, Any]) -> RoadNetwork:
         raise RoadNetworkError("road file holds only zero-length lines")
 
     coords = np.array(lonlat, dtype=np.float64)
-    x, y = _to_xy(coords[:, 0], coords[:, 1], lon0, lat0)
+    x, y = to_local_m(coords[:, 0], coords[:, 1], lon0, lat0)
     node_xy = np.column_stack([x, y])
 
     undirected = np.array(pairs, dtype=np.int64)

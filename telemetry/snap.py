@@ -19,11 +19,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
+from telemetry.geo import to_local_m
 from telemetry.readings import FloatArray, IntArray
 
 __all__ = ["SegmentIndex"]
-
-_EARTH_RADIUS_M = 6_371_008.8
 
 
 class SegmentIndex:
@@ -185,8 +184,5 @@ class SegmentIndex:
 
 def _project(lonlat: npt.NDArray[np.float64], origin: tuple[float, float]) -> FloatArray:
     """(lon, lat) degrees to (x east, y north) metres about ``origin``."""
-    lon0, lat0 = origin
-    scale = np.radians(1.0) * _EARTH_RADIUS_M
-    x = (lonlat[:, 0] - lon0) * scale * np.cos(np.radians(lat0))
-    y = (lonlat[:, 1] - lat0) * scale
+    x, y = to_local_m(lonlat[:, 0], lonlat[:, 1], *origin)
     return np.column_stack((x, y))

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from telemetry.detect.quality import haversine_m, quality_mask
+from telemetry.detect.quality import quality_mask
+from telemetry.geo import haversine_m
 from telemetry.readings import WalkthroughBatch
 
 S = 1_000_000  # one second in µs

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from support import api_client
 
-from telemetry.detect.emergency import MOLAR_MASS_G_MOL, convert, destination
+from telemetry.detect.emergency import MOLAR_MASS_G_MOL, convert
+from telemetry.geo import destination
 from telemetry.settings import Settings
 from telemetry.store.emergency import ReadingRows, insert_emergency
 

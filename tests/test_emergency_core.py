@@ -13,8 +13,6 @@ from telemetry.detect.emergency import (
     assign_incidents,
     assign_tiers,
     convert,
-    destination,
-    distance_bearing,
     incident_exceedances,
     mgm3_to_ppm,
     ppm_to_mgm3,
@@ -24,6 +22,7 @@ from telemetry.detect.emergency import (
     sector_of,
     sector_polygon,
 )
+from telemetry.geo import destination, distance_bearing
 
 NAN = np.nan
 OPEN = np.iinfo(np.int64).max

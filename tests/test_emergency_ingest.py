@@ -19,7 +19,7 @@ from support import eventually
 
 from api.app import create_app
 from simulators.publisher import Publisher
-from telemetry.detect.emergency import destination
+from telemetry.geo import destination
 from telemetry.ingest.worker import IngestWorker
 from telemetry.pipelines.emergency import EmergencyPipeline
 from telemetry.pipelines.walkthrough import WalkthroughPipeline

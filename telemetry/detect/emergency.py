@@ -27,13 +27,13 @@ import numpy as np
 import numpy.typing as npt
 
 from telemetry.detect.exceedance import Exceedance
+from telemetry.geo import destination, distance_bearing
 from telemetry.kinds import Kind
 from telemetry.readings import FloatArray, IntArray
 
 __all__ = [
     "DEFAULT_RINGS_KM",
     "DEFAULT_SECTORS",
-    "EARTH_RADIUS_M",
     "MASS_UNITS",
     "MOLAR_MASS_G_MOL",
     "MOLAR_VOLUME_L",
@@ -47,8 +47,6 @@ __all__ = [
     "assign_incidents",
     "assign_tiers",
     "convert",
-    "destination",
-    "distance_bearing",
     "incident_exceedances",
     "mgm3_to_ppm",
     "ppm_to_mgm3",
@@ -86,7 +84,6 @@ MOLAR_MASS_G_MOL: dict[str, float] = {
 #: Alert severities from least to most severe (as in :mod:`telemetry.store.episodes`).
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 
-EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 DEFAULT_RINGS_KM: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0)
 DEFAULT_SECTORS = 16
 
@@ -153,38 +150,6 @@ def mgm3_to_ppm(mgm3: npt.ArrayLike, molar_mass_g_mol: npt.ArrayLike) -> FloatAr
 
 
 # --- geometry ------------------------------------------------------------------------------
-
-
-def distance_bearing(
-    lat0: npt.ArrayLike, lon0: npt.ArrayLike, lat: npt.ArrayLike, lon: npt.ArrayLike
-) -> tuple[FloatArray, FloatArray]:
-    """Haversine distance (m) and initial bearing (degrees clockwise from north, [0, 360))
-    from (lat0, lon0) to (lat, lon); the arguments broadcast against each other."""
-    p0, p1 = np.radians(lat0), np.radians(lat)
-    dlon = np.radians(np.asarray(lon, dtype=np.float64) - np.asarray(lon0, dtype=np.float64))
-    h = np.sin((p1 - p0) / 2) ** 2 + np.cos(p0) * np.cos(p1) * np.sin(dlon / 2) ** 2
-    distance = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
-    y = np.sin(dlon) * np.cos(p1)
-    x = np.cos(p0) * np.sin(p1) - np.sin(p0) * np.cos(p1) * np.cos(dlon)
-    bearing = np.degrees(np.arctan2(y, x)) % 360.0
-    return np.asarray(distance, dtype=np.float64), np.asarray(bearing, dtype=np.float64)
-
-
-def destination(
-    lat0: npt.ArrayLike, lon0: npt.ArrayLike, bearing_deg: npt.ArrayLike, distance_m: npt.ArrayLike
-) -> tuple[FloatArray, FloatArray]:
-    """The point ``distance_m`` from (lat0, lon0) along ``bearing_deg`` (great circle)."""
-    p0, l0 = np.radians(lat0), np.radians(lon0)
-    theta, delta = (
-        np.radians(bearing_deg),
-        np.asarray(distance_m, dtype=np.float64) / EARTH_RADIUS_M,
-    )
-    p1 = np.arcsin(np.sin(p0) * np.cos(delta) + np.cos(p0) * np.sin(delta) * np.cos(theta))
-    l1 = l0 + np.arctan2(
-        np.sin(theta) * np.sin(delta) * np.cos(p0), np.cos(delta) - np.sin(p0) * np.sin(p1)
-    )
-    lon = (np.degrees(l1) + 540.0) % 360.0 - 180.0
-    return np.asarray(np.degrees(p1), dtype=np.float64), np.asarray(lon, dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,30 +6,18 @@ import numpy as np
 import numpy.typing as npt
 
 from telemetry.detect.passes import vehicle_time_order
-from telemetry.readings import FloatArray, IntArray, WalkthroughBatch
+from telemetry.geo import haversine_m
+from telemetry.readings import IntArray, WalkthroughBatch
 
-__all__ = ["EARTH_RADIUS_M", "REASONS", "BoolArray", "ObjArray", "haversine_m", "quality_mask"]
+__all__ = ["REASONS", "BoolArray", "ObjArray", "quality_mask"]
 
 BoolArray = npt.NDArray[np.bool_]
 ObjArray = npt.NDArray[np.object_]
 
 #: Mean Earth radius (IUGG), metres.
-EARTH_RADIUS_M = 6_371_008.8
 
 #: The reason codes, in the order they take precedence when several apply to one reading.
 REASONS: tuple[str, ...] = ("flag", "unsnapped", "speed_jump", "duplicate_ts")
-
-
-def haversine_m(
-    lat1: FloatArray, lon1: FloatArray, lat2: FloatArray, lon2: FloatArray
-) -> FloatArray:
-    """Great-circle distance in metres between points given in degrees."""
-    phi1, phi2 = np.radians(lat1), np.radians(lat2)
-    dphi = phi2 - phi1
-    dlam = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    h = np.sin(dphi / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(dlam / 2) ** 2
-    distance: FloatArray = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
-    return distance
 
 
 def quality_mask(

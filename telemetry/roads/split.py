@@ -8,12 +8,12 @@ import numpy as np
 import numpy.typing as npt
 
 from telemetry.errors import RoadNetworkError
+from telemetry.geo import EARTH_RADIUS_M
 from telemetry.roads.model import Road, Segment
 
-__all__ = ["EARTH_RADIUS_M", "road_length_m", "split_road", "split_roads"]
+__all__ = ["road_length_m", "split_road", "split_roads"]
 
 #: Mean Earth radius (IUGG), metres.
-EARTH_RADIUS_M = 6_371_008.8
 
 # Interior vertices closer than this to a cut point are dropped: the cut point replaces them.
 _VERTEX_EPS_M = 1e-6

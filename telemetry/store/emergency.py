@@ -23,8 +23,9 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.detect.emergency import EARTH_RADIUS_M, assign_incidents
+from telemetry.detect.emergency import assign_incidents
 from telemetry.errors import ConflictError, NotFoundError
+from telemetry.geo import EARTH_RADIUS_M
 from telemetry.kinds import Kind
 from telemetry.readings import FloatArray, IntArray
 from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
