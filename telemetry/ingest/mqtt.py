@@ -59,12 +59,33 @@ class MqttConsumer:
         # one write after the batch commits (acknowledge). Pinned to gmqtt 0.8.x for this.
         handler = client._package_handler
         handler._handle_qos_1_publish_packet = self._on_qos1
+        # Likewise its PUBLISH parser decodes every packet's MQTT v5 properties in Python (a
+        # tenth of the process at 20,000 msg/s). The common packet — QoS 1, no properties — is
+        # split here; any other (QoS 0, properties, topic aliases) goes to gmqtt's parser.
+        self._parse_publish = handler._handle_publish_packet
+        handler._handle_publish_packet = self._on_publish
         self._client = client
         self._connecting: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
         return bool(self._client.is_connected)
+
+    def _on_publish(self, cmd: int, packet: bytes) -> None:
+        # PUBLISH variable header: topic (2-byte length + UTF-8), packet id, property length.
+        if cmd & 0x06 == 0x02 and len(packet) > 4:
+            end = 2 + ((packet[0] << 8) | packet[1])
+            if len(packet) > end + 2 and packet[end + 2] == 0 and end > 2:
+                try:
+                    topic = packet[2:end].decode()
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    self._on_qos1(
+                        (packet[end] << 8) | packet[end + 1], packet[end + 3 :], topic, None
+                    )
+                    return
+        self._parse_publish(cmd, packet)
 
     def _on_qos1(self, mid: int, payload: bytes, topic: str, properties: Any) -> None:
         message = Message(topic, payload, time.time_ns() // 1000)
