@@ -19,27 +19,15 @@ from telemetry.settings import Settings
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 
 
-def publish(broker: Any, topic: str, payloads: list[str | bytes]) -> None:
-    """Publish each payload as one QoS 1 message with mosquitto_pub, a client we did not write."""
+def publish(
+    broker: Any, topic: str, payloads: list[str | bytes], *, options: tuple[str, ...] = ()
+) -> None:
+    """Publish each payload as one QoS 1 message with mosquitto_pub, a client we did not write
+    (``options`` are more mosquitto_pub arguments)."""
+    target = ["-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic]
     for payload in payloads:
         data = payload if isinstance(payload, bytes) else payload.encode()
-        subprocess.run(
-            [
-                MOSQUITTO_PUB,
-                "-h",
-                broker.host,
-                "-p",
-                str(broker.port),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-s",
-            ],
-            input=data,
-            check=True,
-            timeout=10,
-        )
+        subprocess.run([MOSQUITTO_PUB, *target, *options, "-s"], input=data, check=True, timeout=10)
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], *, within_s: float = 20.0) -> Any:

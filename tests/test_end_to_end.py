@@ -164,3 +164,20 @@ async def _metric_at_least(client: httpx.AsyncClient, label: str, value: float) 
         ):
             return float(line.rsplit(" ", 1)[1]) >= value
     return False
+
+
+async def test_message_with_mqtt5_properties_is_stored_too(
+    service: tuple[httpx.AsyncClient, Settings], broker: Any
+) -> None:
+    """Properties (here a user property the broker forwards) take gmqtt's own parser rather
+    than the ingest fast path; the reading is stored and acknowledged all the same."""
+    client, _ = service
+    reading = json.dumps({"ts": time.time_ns() // 1_000_000, "lat": 39.99, "lon": 116.31})
+    options = ("-V", "mqttv5", "-D", "publish", "user-property", "crew", "b-shift")
+    publish(broker, "telemetry/walkthrough/car-props", [reading], options=options)
+
+    async def vehicle() -> bool:
+        r = await client.get("/api/v1/vehicles")
+        return any(v["vehicle_id"] == "car-props" for v in r.json()["items"])
+
+    assert await eventually(vehicle)
