@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 from collections import Counter
@@ -56,6 +57,10 @@ _DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 #: How often kinds get to judge what fell due without input (see KindPipeline.idle).
 _IDLE_TICK_S = 1.0
+#: A message committed this long after it arrived means intake outruns the worker: say so in
+#: the log (at most every _BEHIND_LOG_EVERY_S); the metrics show it continuously.
+_BEHIND_S = 5.0
+_BEHIND_LOG_EVERY_S = 30.0
 
 
 def _now_us() -> int:
@@ -103,6 +108,7 @@ class IngestWorker:
         # Batches and idle ticks both advance the pipelines' state: one at a time.
         self._commit_lock = asyncio.Lock()
         self.committed_messages = 0  # messages this worker has committed and acknowledged
+        self._behind_logged = -math.inf
 
     @property
     def mqtt_connected(self) -> bool:
@@ -196,7 +202,16 @@ class IngestWorker:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(len(messages))
         oldest_us = min(m.received_us for m in messages)
-        metrics.INGEST_LAG.set(max(0.0, (_now_us() - oldest_us) / 1e6))
+        lag_s = max(0.0, (_now_us() - oldest_us) / 1e6)
+        metrics.INGEST_LAG.set(lag_s)
+        if lag_s > _BEHIND_S and time.monotonic() - self._behind_logged > _BEHIND_LOG_EVERY_S:
+            self._behind_logged = time.monotonic()
+            log.warning(
+                "falling behind: a message waited %.1f s to be committed; %d more are queued "
+                "(the broker holds the rest: add workers or database capacity)",
+                lag_s,
+                self._batcher.depth,
+            )
 
     def _acknowledge(self, tokens: Sequence[object]) -> None:
         self._consumer.acknowledge(tokens)
