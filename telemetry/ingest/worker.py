@@ -176,6 +176,10 @@ class IngestWorker:
                 await job()
             except _TRANSIENT as exc:
                 log.warning("%s failed (%r); next try in %.0f s", job.__name__, exc, period_s)
+            except Exception:
+                # A periodic job must outlive a bug or a missing migration: one failed run
+                # is logged and the next one tries again.
+                log.exception("%s failed; next try in %.0f s", job.__name__, period_s)
 
     # -- the batch path --------------------------------------------------------------------
 
