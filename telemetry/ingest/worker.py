@@ -61,6 +61,8 @@ _IDLE_TICK_S = 1.0
 #: the log (at most every _BEHIND_LOG_EVERY_S); the metrics show it continuously.
 _BEHIND_S = 5.0
 _BEHIND_LOG_EVERY_S = 30.0
+#: "Now" for the last idle tick at shutdown: everything in progress is due.
+_END_OF_TIME_US = 2**62
 
 
 def _now_us() -> int:
@@ -142,6 +144,11 @@ class IngestWorker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:
+            # Judge what is still in progress (drive passes) rather than drop it.
+            await self._idle(now_us=_END_OF_TIME_US)
+        except (*_TRANSIENT, asyncpg.PostgresError) as exc:
+            log.warning("could not judge the passes in progress at shutdown: %r", exc)
         await self._consumer.stop()
 
     async def refresh(self) -> None:
@@ -149,10 +156,10 @@ class IngestWorker:
         for pipeline in self._pipelines.values():
             await pipeline.refresh(self._pool)
 
-    async def _idle(self) -> None:
+    async def _idle(self, now_us: int | None = None) -> None:
         """Let every kind judge what fell due without new input, in its own transaction."""
         async with self._commit_lock:
-            now_us = _now_us()
+            now_us = _now_us() if now_us is None else now_us
             async with self._pool.acquire() as conn:
                 for pipeline in self._pipelines.values():
                     outcome = await pipeline.idle(conn, now_us=now_us)
