@@ -1,17 +1,18 @@
 """Remote sensing under ``/api/v1``: a plate's passes and status, the current high emitters,
-and pass statistics per site or road segment."""
+pass statistics per site or road segment, and the limits and validity gates the judgement
+uses."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal, Self
 
 import asyncpg
-from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from api.deps import PoolDep
 from api.schemas import TimeWindow
@@ -21,9 +22,14 @@ from telemetry.pipelines.remote_sensing import RuleParams, normalise_plate
 from telemetry.store import remote_sensing as store
 
 __all__ = [
+    "Gate",
+    "GateUpdate",
     "HighEmitter",
     "HighEmitterPage",
     "HighEmitterQuery",
+    "Limit",
+    "LimitCreate",
+    "LimitQuery",
     "Pass",
     "PlateQuery",
     "PlateReport",
@@ -38,6 +44,10 @@ router = APIRouter(prefix="/api/v1", tags=["remote sensing"])
 
 Pollutant = Literal["co", "hc", "no", "opacity", "ringelmann"]
 Fuel = Literal["gasoline", "diesel", "natural_gas", "hybrid", "electric", "unknown"]
+LimitFuel = Literal["gasoline", "diesel", "natural_gas", "hybrid", "electric"]
+Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+Bound = Annotated[float | None, Field(allow_inf_nan=False)]
 MAX_STATS_WINDOW = timedelta(days=366)
 DEFAULT_STATS_WINDOW = timedelta(hours=24)
 
@@ -163,6 +173,96 @@ class StatsReport(BaseModel):
     since: datetime
     until: datetime
     items: list[SiteStats]
+
+
+class LimitQuery(BaseModel):
+    """Filters of ``GET /remote-sensing/limits``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fuel_type: Fuel | None = None
+    pollutant: Pollutant | None = None
+
+
+class Limit(BaseModel):
+    """A remote-sensing limit: a pass of ``fuel_type`` is over when its value of ``pollutant``
+    is above ``limit_value`` (in ``unit``) at a time within [effective_from, effective_to)."""
+
+    id: int
+    fuel_type: str
+    pollutant: str
+    limit_value: float
+    unit: str
+    source: str
+    confirmed: bool
+    effective_from: date
+    effective_to: date | None
+    note: str | None
+
+
+class LimitCreate(BaseModel):
+    """A new limit. A revision is a new row taking effect on a date (CST); ``unit`` is the
+    unit the pass reports the pollutant in: ``%`` for co and opacity, ``ppm`` for hc and no,
+    ``level`` for ringelmann."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fuel_type: LimitFuel
+    pollutant: Pollutant
+    limit_value: float = Field(gt=0, allow_inf_nan=False)
+    unit: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
+    source: Source
+    confirmed: bool = Field(description="false: not yet checked against the source")
+    effective_from: date
+    effective_to: date | None = Field(None, description="exclusive; null: open-ended")
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> Self:
+        if self.effective_to is not None and self.effective_to <= self.effective_from:
+            raise ValueError("effective_to must be after effective_from")
+        return self
+
+
+class Gate(BaseModel):
+    """A validity gate: a pass (of ``applies_to``'s fuel type, or any) whose ``parameter`` is
+    missing, below ``min_value`` or above ``max_value`` is invalid with ``reason``. Gates are
+    checked in id order; the first failing one names the reason."""
+
+    id: int
+    parameter: str
+    min_value: float | None
+    max_value: float | None
+    applies_to: str
+    reason: str
+    source: str
+    confirmed: bool
+    note: str | None
+
+
+class GateUpdate(BaseModel):
+    """A gate's new bounds (in the unit its parameter names; null: no bound, but not both),
+    source, confirmed flag and note. Every field is replaced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_value: Bound
+    max_value: Bound
+    source: Source
+    confirmed: bool
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_value is None and self.max_value is None:
+            raise ValueError("a gate needs min_value, max_value or both")
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.min_value > self.max_value
+        ):
+            raise ValueError("min_value must not be above max_value")
+        return self
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -304,3 +404,43 @@ async def remote_sensing_stats(pool: PoolDep, query: Annotated[StatsQuery, Query
             )
         )
     return StatsReport(by=query.by, since=since, until=until, items=items)
+
+
+@router.get("/remote-sensing/limits", response_model=list[Limit])
+async def get_limits(pool: PoolDep, query: Annotated[LimitQuery, Query()]) -> list[Limit]:
+    """The remote-sensing limits per fuel type and pollutant, past, current and future, with
+    their source and whether they are confirmed; filters ``fuel_type`` and ``pollutant``."""
+    rows = await store.list_limits(pool, fuel_type=query.fuel_type, pollutant=query.pollutant)
+    return [Limit.model_validate(r) for r in rows]
+
+
+@router.post("/remote-sensing/limits", response_model=Limit, status_code=status.HTTP_201_CREATED)
+async def add_limit(pool: PoolDep, body: LimitCreate) -> Limit:
+    """Add a limit effective from ``effective_from``. The open-ended row of the same fuel type
+    and pollutant it starts inside is closed on that date; 409 if the period overlaps any
+    other row of that fuel type and pollutant, 422 for a unit other than the pass's.
+
+    Ingest workers apply the change at their next refresh, every
+    min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; passes
+    already stored keep their judgement."""
+    row = await store.create_limit(pool, **body.model_dump())
+    return Limit.model_validate(row)
+
+
+@router.get("/remote-sensing/gates", response_model=list[Gate])
+async def get_gates(pool: PoolDep) -> list[Gate]:
+    """The validity gates in the order they are checked, with their source and whether they
+    are confirmed."""
+    return [Gate.model_validate(r) for r in await store.list_gates(pool)]
+
+
+@router.put("/remote-sensing/gates/{gate_id}", response_model=Gate)
+async def change_gate(pool: PoolDep, gate_id: Annotated[int, Path(ge=1)], body: GateUpdate) -> Gate:
+    """Replace a gate's bounds, source, confirmed flag and note (its parameter, fuel type and
+    reason stay); 404 for an unknown gate, 422 when min_value > max_value or both are null.
+
+    Ingest workers apply the change at their next refresh, every
+    min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; passes
+    already stored keep their judgement."""
+    row = await store.update_gate(pool, gate_id, **body.model_dump())
+    return Gate.model_validate(row)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import numpy.typing as npt
 
 from telemetry.detect.exceedance import Exceedance
 from telemetry.detect.remote_sensing import MEASURED_COLUMNS, RS_POLLUTANTS
+from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.readings import FloatArray, IntArray
 from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
 
@@ -28,15 +30,19 @@ if TYPE_CHECKING:
 __all__ = [
     "PlateHistory",
     "Reference",
+    "create_limit",
     "fetch_plate_history",
     "high_emitter_status",
     "insert_passes",
+    "list_gates",
     "list_high_emitters",
+    "list_limits",
     "list_plate_colours",
     "list_plate_passes",
     "load_reference",
     "lock_plates",
     "pass_statistics",
+    "update_gate",
     "upsert_high_emitters",
 ]
 
@@ -94,6 +100,191 @@ async def list_plate_colours(pool: asyncpg.Pool) -> list[dict[str, Any]]:
         "SELECT scheme, code, colour, source FROM plate_colors ORDER BY scheme, code"
     )
     return [dict(r) for r in rows]
+
+
+_LIMIT_COLUMNS = (
+    "id, fuel_type, pollutant, limit_value, unit, source, confirmed, effective_from, "
+    "effective_to, note"
+)
+_GATE_COLUMNS = "id, parameter, min_value, max_value, applies_to, reason, source, confirmed, note"
+
+
+async def list_limits(
+    pool: asyncpg.Pool, *, fuel_type: str | None = None, pollutant: str | None = None
+) -> list[dict[str, Any]]:
+    """Rows of ``rs_limits`` (past, current and future), optionally of one fuel type and / or
+    pollutant, by fuel type, pollutant and effective date."""
+    rows = await pool.fetch(
+        f"SELECT {_LIMIT_COLUMNS} FROM rs_limits "
+        "WHERE ($1::text IS NULL OR fuel_type = $1) AND ($2::text IS NULL OR pollutant = $2) "
+        "ORDER BY fuel_type, pollutant, effective_from",
+        fuel_type,
+        pollutant,
+    )
+    return [dict(r) for r in rows]
+
+
+def _overlaps(
+    start: dt.date, end: dt.date | None, other_start: dt.date, other_end: dt.date | None
+) -> bool:
+    return (end is None or other_start < end) and (other_end is None or start < other_end)
+
+
+def _check_limit(fuel_type: str, pollutant: str, limit_value: float, unit: str) -> None:
+    # The pipeline module imports this one, so its fuel types are looked up at call time.
+    from telemetry.pipelines.remote_sensing import FUEL_TYPES
+
+    if pollutant not in RS_POLLUTANTS:
+        raise ValidationError(
+            f"unknown remote-sensing pollutant {pollutant!r}; one of {sorted(RS_POLLUTANTS)}"
+        )
+    column, expected = RS_POLLUTANTS[pollutant]
+    if unit != expected:
+        raise ValidationError(
+            f"{pollutant} is compared with {column} in {expected!r}: the limit's unit must be "
+            f"{expected!r}, not {unit!r}"
+        )
+    if fuel_type == "unknown" or fuel_type not in FUEL_TYPES:
+        known = [f for f in FUEL_TYPES if f != "unknown"]
+        raise ValidationError(f"fuel_type {fuel_type!r} has no limits; one of {known}")
+    if not (math.isfinite(limit_value) and limit_value > 0):
+        raise ValidationError(f"limit_value must be a positive number, got {limit_value}")
+
+
+async def create_limit(
+    pool: asyncpg.Pool,
+    *,
+    fuel_type: str,
+    pollutant: str,
+    limit_value: float,
+    unit: str,
+    source: str,
+    confirmed: bool,
+    effective_from: dt.date,
+    effective_to: dt.date | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Add an ``rs_limits`` row effective over [effective_from, effective_to) (CST calendar
+    dates) and return it.
+
+    The unit must be the one the pass reports the pollutant in (see
+    :data:`~telemetry.detect.remote_sensing.RS_POLLUTANTS`: the limit is compared with that
+    column as it is, never converted), and the fuel type one a pass can carry other than
+    ``'unknown'``. If the new row starts inside an open-ended row of the same fuel type and
+    pollutant, that row is closed at ``effective_from`` in the same transaction.
+
+    Raises :class:`ValidationError` for a bad pollutant, unit, fuel type, limit or date range,
+    and :class:`ConflictError` when the range overlaps another row of the same key.
+    """
+    _check_limit(fuel_type, pollutant, limit_value, unit)
+    if not source.strip():
+        raise ValidationError("a limit needs its source")
+    if effective_to is not None and effective_to <= effective_from:
+        raise ValidationError(
+            f"effective_to {effective_to} must be after effective_from {effective_from}"
+        )
+    async with pool.acquire() as conn, conn.transaction():
+        # Serialize changes to one (fuel type, pollutant): the overlap check reads rows that a
+        # concurrent insert could otherwise invalidate.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('rs_limits/' || $1 || '/' || $2, 0))",
+            fuel_type,
+            pollutant,
+        )
+        existing = await conn.fetch(
+            "SELECT id, effective_from, effective_to FROM rs_limits "
+            "WHERE fuel_type = $1 AND pollutant = $2 ORDER BY effective_from",
+            fuel_type,
+            pollutant,
+        )
+        superseded = None
+        for row in existing:
+            start, end = row["effective_from"], row["effective_to"]
+            if end is None and start < effective_from:
+                superseded, end = row["id"], effective_from
+            if _overlaps(effective_from, effective_to, start, end):
+                until = "open-ended" if end is None else f"until {end}"
+                raise ConflictError(
+                    f"{fuel_type}/{pollutant}: the range from {effective_from} overlaps "
+                    f"limit {row['id']} (from {start}, {until})"
+                )
+        if superseded is not None:
+            await conn.execute(
+                "UPDATE rs_limits SET effective_to = $2 WHERE id = $1", superseded, effective_from
+            )
+        try:
+            created = await conn.fetchrow(
+                "INSERT INTO rs_limits (fuel_type, pollutant, limit_value, unit, source, "
+                "confirmed, effective_from, effective_to, note) "
+                f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_LIMIT_COLUMNS}",
+                fuel_type,
+                pollutant,
+                float(limit_value),
+                unit,
+                source,
+                confirmed,
+                effective_from,
+                effective_to,
+                note,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise ConflictError(str(exc)) from exc
+        except asyncpg.CheckViolationError as exc:
+            raise ValidationError(str(exc)) from exc
+    assert created is not None
+    return dict(created)
+
+
+async def list_gates(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """Rows of ``rs_gates`` in the order they are checked (by id)."""
+    rows = await pool.fetch(f"SELECT {_GATE_COLUMNS} FROM rs_gates ORDER BY id")
+    return [dict(r) for r in rows]
+
+
+async def update_gate(
+    pool: asyncpg.Pool,
+    gate_id: int,
+    *,
+    min_value: float | None,
+    max_value: float | None,
+    source: str,
+    confirmed: bool,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Replace a gate's bounds, source, confirmed flag and note; return the row.
+
+    A bound is a finite number in the unit its parameter names, or None for no bound; a pass
+    is invalid when its value lies below ``min_value`` or above ``max_value`` (a bound equal
+    to the value passes). The parameter, the fuel type it applies to and the reason code stay.
+
+    Raises :class:`NotFoundError` for an unknown id and :class:`ValidationError` when both
+    bounds are None, a bound is not finite or ``min_value > max_value``.
+    """
+    for name, bound in (("min_value", min_value), ("max_value", max_value)):
+        if bound is not None and not math.isfinite(bound):
+            raise ValidationError(f"{name} must be a finite number or null, got {bound}")
+    if min_value is None and max_value is None:
+        raise ValidationError("a gate needs min_value, max_value or both")
+    if min_value is not None and max_value is not None and min_value > max_value:
+        raise ValidationError(f"min_value {min_value} is above max_value {max_value}")
+    if not source.strip():
+        raise ValidationError("a gate needs its source")
+    try:
+        row = await pool.fetchrow(
+            "UPDATE rs_gates SET min_value = $2, max_value = $3, source = $4, confirmed = $5, "
+            f"note = $6 WHERE id = $1 RETURNING {_GATE_COLUMNS}",
+            gate_id,
+            min_value,
+            max_value,
+            source,
+            confirmed,
+            note,
+        )
+    except asyncpg.CheckViolationError as exc:
+        raise ValidationError(str(exc)) from exc
+    if row is None:
+        raise NotFoundError(f"no remote-sensing gate {gate_id}")
+    return dict(row)
 
 
 # --- the ingest batch ----------------------------------------------------------------------
