@@ -22,7 +22,9 @@ __all__ = [
     "Substance",
     "SubstanceAssessment",
     "Tier",
+    "TierCreate",
     "TierReach",
+    "TierUpdate",
 ]
 
 Who = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
@@ -30,6 +32,9 @@ Note = Annotated[str, StringConstraints(max_length=2000)]
 SubstanceName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
 ]
+Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+TierUnit = Literal["ppm", "ppb", "mg/m3", "ug/m3"]
+Severity = Literal["info", "warning", "critical"]
 
 MAX_RINGS = 20
 
@@ -147,6 +152,34 @@ class Tier(BaseModel):
     source: str
     confirmed: bool
     note: str | None
+
+
+class TierUpdate(BaseModel):
+    """A tier's new limit (in ``unit``), severity, source, confirmed flag and note. Every
+    field is replaced; the substance, the tier's name and its averaging time stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit_value: float = Field(gt=0, allow_inf_nan=False)
+    unit: TierUnit
+    severity: Severity
+    source: Source
+    confirmed: bool = Field(description="false: not yet checked against the source")
+    note: Note | None = None
+
+
+class TierCreate(TierUpdate):
+    """A new tier of a known substance (its name or an alias). It takes its place among the
+    substance's tiers by concentration; a substance without a molar mass keeps all its tiers
+    in one basis (volume: ppm, ppb; or mass: mg/m3, ug/m3)."""
+
+    substance: SubstanceName
+    tier: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")] = Field(
+        description="lower case, e.g. occupational, rel, erpg2, idlh; alerts use tier:<tier>"
+    )
+    averaging: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
+    ] = Field(description="the exposure time the value is defined for, e.g. 60min")
 
 
 class TierReach(BaseModel):

@@ -2,7 +2,8 @@
 substances the assessment and the alerts use.
 
 A newly opened incident applies to the ingest path from the next batch on (batches look up
-incidents inside their transaction; nothing waits for a refresh).
+incidents inside their transaction; nothing waits for a refresh). A tier added or changed here
+applies to the assessment at once and to ingest workers at their next refresh.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from api.schemas_emergency import (
     Substance,
     SubstanceAssessment,
     Tier,
+    TierCreate,
     TierReach,
+    TierUpdate,
 )
 from telemetry.detect.emergency import (
     Assessment,
@@ -144,10 +147,8 @@ async def get_assessment_geojson(
     return {"type": "FeatureCollection", "features": features}
 
 
-@router.get("/emergency/tiers", response_model=list[Tier])
-async def get_tiers(pool: PoolDep) -> list[Tier]:
-    """The tiered thresholds per substance, with their source and whether they are confirmed.
-    ``alert_severity`` is the severity alerts carry (never below a lower tier's)."""
+async def _tiers(pool: PoolDep) -> list[Tier]:
+    """Every tier, with the severity its alerts carry."""
     rows = await store.list_tiers(pool)
     substances = {s["name"]: s["molar_mass_g_mol"] for s in await store.list_substances(pool)}
     molar_mass = {k: v for k, v in substances.items() if v is not None}
@@ -155,6 +156,43 @@ async def get_tiers(pool: PoolDep) -> list[Tier]:
     return [
         Tier.model_validate(r | {"alert_severity": table.severity[i]}) for i, r in enumerate(rows)
     ]
+
+
+async def _tier(pool: PoolDep, tier_id: int) -> Tier:
+    [tier] = [t for t in await _tiers(pool) if t.id == tier_id]
+    return tier
+
+
+@router.get("/emergency/tiers", response_model=list[Tier])
+async def get_tiers(pool: PoolDep) -> list[Tier]:
+    """The tiered thresholds per substance, with their source and whether they are confirmed.
+    ``alert_severity`` is the severity alerts carry (never below a lower tier's)."""
+    return await _tiers(pool)
+
+
+@router.post("/emergency/tiers", response_model=Tier, status_code=status.HTTP_201_CREATED)
+async def add_tier(pool: PoolDep, body: TierCreate) -> Tier:
+    """Add a tier to a known substance; 409 if the substance already has a tier of that name,
+    422 for an unknown substance, unit or severity, or (for a substance without a molar mass)
+    a unit in another basis than its other tiers.
+
+    Ingest workers apply the change at their next refresh, every
+    min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; readings
+    already stored keep their alerts."""
+    row = await store.create_tier(pool, **body.model_dump())
+    return await _tier(pool, row["id"])
+
+
+@router.put("/emergency/tiers/{tier_id}", response_model=Tier)
+async def change_tier(pool: PoolDep, tier_id: Annotated[int, Path(ge=1)], body: TierUpdate) -> Tier:
+    """Replace a tier's limit, unit, severity, source, confirmed flag and note; 404 for an
+    unknown tier, 422 for a bad value.
+
+    Ingest workers apply the change at their next refresh, every
+    min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; readings
+    already stored keep their alerts."""
+    row = await store.update_tier(pool, tier_id, **body.model_dump())
+    return await _tier(pool, row["id"])
 
 
 @router.get("/emergency/substances", response_model=list[Substance])

@@ -23,8 +23,8 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.detect.emergency import assign_incidents
-from telemetry.errors import ConflictError, NotFoundError
+from telemetry.detect.emergency import MASS_UNITS, SEVERITIES, UNITS, assign_incidents
+from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.geo import EARTH_RADIUS_M
 from telemetry.kinds import Kind
 from telemetry.readings import FloatArray, IntArray
@@ -34,6 +34,7 @@ __all__ = [
     "IncidentSet",
     "ReadingRows",
     "close_incident",
+    "create_tier",
     "get_incident",
     "incident_readings",
     "incidents_during",
@@ -42,6 +43,7 @@ __all__ = [
     "list_substances",
     "list_tiers",
     "open_incident",
+    "update_tier",
 ]
 
 _STAGING = "emergency_staging"
@@ -76,6 +78,164 @@ async def list_tiers(conn: asyncpg.Pool | asyncpg.Connection) -> list[dict[str, 
         "note FROM emergency_tiers ORDER BY substance, id"
     )
     return [dict(r) for r in rows]
+
+
+_TIER_COLUMNS = (
+    "id, substance, tier, limit_value, unit, averaging, severity, source, confirmed, note"
+)
+
+
+def _check_tier(limit_value: float, unit: str, severity: str, source: str) -> None:
+    if not (math.isfinite(limit_value) and limit_value > 0):
+        raise ValidationError(f"limit_value must be a positive number, got {limit_value}")
+    if unit not in UNITS:
+        raise ValidationError(f"unit {unit!r} is not one of {list(UNITS)}")
+    if severity not in SEVERITIES:
+        raise ValidationError(f"severity {severity!r} is not one of {list(SEVERITIES)}")
+    if not source.strip():
+        raise ValidationError("a tier needs its source")
+
+
+def _basis(unit: str) -> str:
+    return "mass (mg/m3, ug/m3)" if unit in MASS_UNITS else "volume (ppm, ppb)"
+
+
+async def _lock_substance(conn: asyncpg.Connection, substance: str) -> None:
+    """Serialize tier changes of one substance: the basis check reads its other tiers."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('emergency_tiers/' || $1, 0))", substance
+    )
+
+
+async def _check_basis(
+    conn: asyncpg.Connection, substance: str, unit: str, *, other_than: int | None = None
+) -> None:
+    """Without a molar mass nothing is converted, so the tiers of such a substance can only be
+    ordered and compared with readings when they share one basis (volume or mass)."""
+    molar_mass = await conn.fetchval(
+        "SELECT molar_mass_g_mol FROM substances WHERE name = $1", substance
+    )
+    if molar_mass is not None:
+        return
+    units = await conn.fetch(
+        "SELECT id, tier, unit FROM emergency_tiers "
+        "WHERE substance = $1 AND ($2::integer IS NULL OR id <> $2)",
+        substance,
+        other_than,
+    )
+    for row in units:
+        if (row["unit"] in MASS_UNITS) != (unit in MASS_UNITS):
+            raise ValidationError(
+                f"{substance} has no molar mass, so its tiers cannot mix units: tier "
+                f"{row['tier']!r} is in {row['unit']}, so {unit} ({_basis(unit)}) is not "
+                f"comparable with it; use {_basis(row['unit'])}"
+            )
+
+
+async def create_tier(
+    pool: asyncpg.Pool,
+    *,
+    substance: str,
+    tier: str,
+    limit_value: float,
+    unit: str,
+    averaging: str,
+    severity: str,
+    source: str,
+    confirmed: bool,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Add a tier to a known substance (its name or an alias, any case) and return the row,
+    stored under the substance's name.
+
+    ``unit`` is one of :data:`~telemetry.detect.emergency.UNITS` and ``severity`` one of
+    :data:`~telemetry.detect.emergency.SEVERITIES`; the tier takes its place among the
+    substance's tiers by concentration, whatever the order of adding. For a substance without
+    a molar mass every tier must be in the same basis (volume or mass) as the others.
+
+    Raises :class:`ValidationError` for an unknown substance or a bad value, and
+    :class:`ConflictError` when the substance already has a tier of that name.
+    """
+    _check_tier(limit_value, unit, severity, source)
+    if not tier.strip() or not averaging.strip():
+        raise ValidationError("a tier needs a name and an averaging time")
+    async with pool.acquire() as conn, conn.transaction():
+        name = await conn.fetchval(
+            "SELECT name FROM substances WHERE name = lower($1) "
+            "OR EXISTS (SELECT FROM unnest(aliases) AS a WHERE lower(trim(a)) = lower($1)) "
+            "ORDER BY name <> lower($1), name LIMIT 1",
+            substance.strip(),
+        )
+        if name is None:
+            raise ValidationError(f"unknown substance {substance!r}")
+        await _lock_substance(conn, name)
+        await _check_basis(conn, name, unit)
+        try:
+            created = await conn.fetchrow(
+                "INSERT INTO emergency_tiers (substance, tier, limit_value, unit, averaging, "
+                "severity, source, confirmed, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                f"RETURNING {_TIER_COLUMNS}",
+                name,
+                tier,
+                float(limit_value),
+                unit,
+                averaging,
+                severity,
+                source,
+                confirmed,
+                note,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ConflictError(f"{name} already has a tier {tier!r}") from None
+        except asyncpg.CheckViolationError as exc:
+            raise ValidationError(str(exc)) from exc
+    assert created is not None
+    return dict(created)
+
+
+async def update_tier(
+    pool: asyncpg.Pool,
+    tier_id: int,
+    *,
+    limit_value: float,
+    unit: str,
+    severity: str,
+    source: str,
+    confirmed: bool,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Replace a tier's limit, unit, severity, source, confirmed flag and note; return the row.
+    The substance, the tier's name and its averaging time stay.
+
+    Raises :class:`NotFoundError` for an unknown id and :class:`ValidationError` for a bad
+    value (as :func:`create_tier`).
+    """
+    _check_tier(limit_value, unit, severity, source)
+    async with pool.acquire() as conn, conn.transaction():
+        substance = await conn.fetchval(
+            "SELECT substance FROM emergency_tiers WHERE id = $1", tier_id
+        )
+        if substance is None:
+            raise NotFoundError(f"no emergency tier {tier_id}")
+        await _lock_substance(conn, substance)
+        await _check_basis(conn, substance, unit, other_than=tier_id)
+        try:
+            row = await conn.fetchrow(
+                "UPDATE emergency_tiers SET limit_value = $2, unit = $3, severity = $4, "
+                f"source = $5, confirmed = $6, note = $7 WHERE id = $1 RETURNING {_TIER_COLUMNS}",
+                tier_id,
+                float(limit_value),
+                unit,
+                severity,
+                source,
+                confirmed,
+                note,
+            )
+        except asyncpg.CheckViolationError as exc:
+            raise ValidationError(str(exc)) from exc
+    if row is None:
+        raise NotFoundError(f"no emergency tier {tier_id}")
+    return dict(row)
 
 
 # --- readings ------------------------------------------------------------------------------
