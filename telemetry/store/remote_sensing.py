@@ -23,6 +23,7 @@ from telemetry.detect.remote_sensing import MEASURED_COLUMNS, RS_POLLUTANTS
 from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.readings import FloatArray, IntArray
 from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
+from telemetry.store.versions import check_range, superseded_by
 
 if TYPE_CHECKING:
     from telemetry.pipelines.remote_sensing import Judgement, RemoteSensingBatch
@@ -124,12 +125,6 @@ async def list_limits(
     return [dict(r) for r in rows]
 
 
-def _overlaps(
-    start: dt.date, end: dt.date | None, other_start: dt.date, other_end: dt.date | None
-) -> bool:
-    return (end is None or other_start < end) and (other_end is None or start < other_end)
-
-
 def _check_limit(fuel_type: str, pollutant: str, limit_value: float, unit: str) -> None:
     # The pipeline module imports this one, so its fuel types are looked up at call time.
     from telemetry.pipelines.remote_sensing import FUEL_TYPES
@@ -179,10 +174,7 @@ async def create_limit(
     _check_limit(fuel_type, pollutant, limit_value, unit)
     if not source.strip():
         raise ValidationError("a limit needs its source")
-    if effective_to is not None and effective_to <= effective_from:
-        raise ValidationError(
-            f"effective_to {effective_to} must be after effective_from {effective_from}"
-        )
+    check_range(effective_from, effective_to)
     async with pool.acquire() as conn, conn.transaction():
         # Serialize changes to one (fuel type, pollutant): the overlap check reads rows that a
         # concurrent insert could otherwise invalidate.
@@ -197,17 +189,9 @@ async def create_limit(
             fuel_type,
             pollutant,
         )
-        superseded = None
-        for row in existing:
-            start, end = row["effective_from"], row["effective_to"]
-            if end is None and start < effective_from:
-                superseded, end = row["id"], effective_from
-            if _overlaps(effective_from, effective_to, start, end):
-                until = "open-ended" if end is None else f"until {end}"
-                raise ConflictError(
-                    f"{fuel_type}/{pollutant}: the range from {effective_from} overlaps "
-                    f"limit {row['id']} (from {start}, {until})"
-                )
+        superseded = superseded_by(
+            existing, effective_from, effective_to, key=f"{fuel_type}/{pollutant}", noun="limit"
+        )
         if superseded is not None:
             await conn.execute(
                 "UPDATE rs_limits SET effective_to = $2 WHERE id = $1", superseded, effective_from

@@ -13,6 +13,7 @@ import asyncpg
 
 from telemetry.detect.thresholds import ThresholdTable
 from telemetry.errors import ConflictError, ValidationError
+from telemetry.store.versions import check_range, superseded_by
 
 __all__ = ["create_threshold", "list_thresholds", "load_thresholds"]
 
@@ -35,12 +36,6 @@ async def list_thresholds(pool: asyncpg.Pool, *, kind: str | None = None) -> lis
         kind,
     )
     return [dict(r) for r in rows]
-
-
-def _overlaps(
-    start: dt.date, end: dt.date | None, other_start: dt.date, other_end: dt.date | None
-) -> bool:
-    return (end is None or other_start < end) and (other_end is None or start < other_end)
 
 
 async def create_threshold(
@@ -70,10 +65,7 @@ async def create_threshold(
     """
     if not limit_value > 0:
         raise ValidationError(f"limit_value must be positive, got {limit_value}")
-    if effective_to is not None and effective_to <= effective_from:
-        raise ValidationError(
-            f"effective_to {effective_to} must be after effective_from {effective_from}"
-        )
+    check_range(effective_from, effective_to)
     async with pool.acquire() as conn, conn.transaction():
         # Serialize changes to one (kind, pollutant, tier): the overlap check below reads rows
         # that a concurrent insert could otherwise invalidate.
@@ -90,17 +82,13 @@ async def create_threshold(
             pollutant,
             tier,
         )
-        superseded = None
-        for row in existing:
-            start, end = row["effective_from"], row["effective_to"]
-            if end is None and start < effective_from:
-                superseded, end = row["id"], effective_from
-            if _overlaps(effective_from, effective_to, start, end):
-                until = "open-ended" if end is None else f"until {end}"
-                raise ConflictError(
-                    f"{kind}/{pollutant}/{tier}: the range from {effective_from} overlaps "
-                    f"threshold {row['id']} (from {start}, {until})"
-                )
+        superseded = superseded_by(
+            existing,
+            effective_from,
+            effective_to,
+            key=f"{kind}/{pollutant}/{tier}",
+            noun="threshold",
+        )
         if superseded is not None:
             await conn.execute(
                 "UPDATE thresholds SET effective_to = $2 WHERE id = $1", superseded, effective_from
