@@ -28,7 +28,7 @@ from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.geo import EARTH_RADIUS_M
 from telemetry.kinds import Kind
 from telemetry.readings import FloatArray, IntArray
-from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
+from telemetry.store.staging import Staging, first_of_each_key, json_text
 
 __all__ = [
     "IncidentSet",
@@ -335,6 +335,7 @@ FROM inserted i
 JOIN {_STAGING} s
   ON s.vehicle_id = i.vehicle_id AND {_us("s.ts_us")} = i.ts AND s.substance = i.substance
 """
+_STAGED = Staging(_STAGING, _STAGING_COLUMNS, _CREATE_STAGING, _INSERT)
 
 
 async def insert_emergency(conn: asyncpg.Connection, rows: ReadingRows) -> npt.NDArray[np.intp]:
@@ -359,14 +360,7 @@ async def insert_emergency(conn: asyncpg.Connection, rows: ReadingRows) -> npt.N
         rows.incident_id[keep].tolist(),
         [json_text(e) for e in rows.extra[keep].tolist()],
     ]
-    return await copy_and_insert(
-        conn,
-        create_staging=_CREATE_STAGING,
-        staging=_STAGING,
-        columns=_STAGING_COLUMNS,
-        values=columns,
-        insert=_INSERT,
-    )
+    return await _STAGED.insert_new(conn, columns)
 
 
 # --- incidents as ingest sees them ---------------------------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from telemetry.readings import FloatArray, IntArray, WalkthroughBatch
-from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
+from telemetry.store.staging import Staging, first_of_each_key, json_text
 
 __all__ = ["insert_walkthrough", "upsert_vehicles"]
 
@@ -82,6 +82,7 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
     extra text
 ) ON COMMIT DELETE ROWS
 """
+_STAGED = Staging(_STAGING, _STAGING_COLUMNS, _CREATE_STAGING, _INSERT)
 
 
 async def insert_walkthrough(
@@ -109,14 +110,7 @@ async def insert_walkthrough(
         snap_distance_m[keep].tolist(),
         [json_text(e) for e in batch.extra[keep].tolist()],
     ]
-    return await copy_and_insert(
-        conn,
-        create_staging=_CREATE_STAGING,
-        staging=_STAGING,
-        columns=_STAGING_COLUMNS,
-        values=values,
-        insert=_INSERT,
-    )
+    return await _STAGED.insert_new(conn, values)
 
 
 async def upsert_vehicles(

@@ -22,7 +22,7 @@ from telemetry.detect.exceedance import Exceedance
 from telemetry.detect.remote_sensing import MEASURED_COLUMNS, RS_POLLUTANTS
 from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.readings import FloatArray, IntArray
-from telemetry.store.staging import copy_and_insert, first_of_each_key, json_text
+from telemetry.store.staging import Staging, first_of_each_key, json_text
 from telemetry.store.versions import check_range, superseded_by
 
 if TYPE_CHECKING:
@@ -363,6 +363,7 @@ SELECT s.row_no
 FROM inserted i
 JOIN {_STAGING} s ON s.vehicle_id = i.vehicle_id AND {_us("s.ts_us")} = i.ts AND s.lane = i.lane
 """
+_STAGED = Staging(_STAGING, _STAGING_COLUMNS, _CREATE_STAGING, _INSERT)
 
 
 def _flags(judged: npt.NDArray[np.bool_], over: npt.NDArray[np.bool_]) -> list[bool | None]:
@@ -403,14 +404,7 @@ async def insert_passes(
         *(_flags(j.judged[p][keep], j.over[p][keep]) for p in RS_POLLUTANTS),
         [json_text(e) for e in batch.extra[keep].tolist()],
     ]
-    return await copy_and_insert(
-        conn,
-        create_staging=_CREATE_STAGING,
-        staging=_STAGING,
-        columns=_STAGING_COLUMNS,
-        values=columns,
-        insert=_INSERT,
-    )
+    return await _STAGED.insert_new(conn, columns)
 
 
 @dataclass(frozen=True, slots=True)

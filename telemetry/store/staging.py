@@ -4,13 +4,14 @@ table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING``, returning which ro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["copy_and_insert", "first_of_each_key", "json_text"]
+__all__ = ["Staging", "first_of_each_key", "json_text"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -35,22 +36,27 @@ def first_of_each_key(*keys: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
     return np.sort(order[change])
 
 
-async def copy_and_insert(
-    conn: asyncpg.Connection,
-    *,
-    create_staging: str,
-    staging: str,
-    columns: Sequence[str],
-    values: Sequence[list[object]],
-    insert: str,
-) -> npt.NDArray[np.intp]:
-    """COPY ``values`` (one list per column, the first being ``row_no``) into ``staging``, run
-    ``insert`` (which must return the ``row_no`` of every row it inserted), and return those
-    row numbers sorted. Runs inside the caller's transaction; the staging table is a temporary
-    table created on first use (``create_staging``) and emptied at commit."""
-    await conn.execute(create_staging)
-    await conn.copy_records_to_table(staging, records=zip(*values, strict=True), columns=columns)
-    rows = await conn.fetch(insert)
-    new = np.fromiter((r[0] for r in rows), dtype=np.intp, count=len(rows))
-    new.sort()
-    return new
+@dataclass(frozen=True, slots=True)
+class Staging:
+    """A kind's staging table: its name, columns (the first being ``row_no``), the statement
+    creating it (a temporary table emptied at commit) and the ``insert`` from it into the real
+    table, which must return the ``row_no`` of every row it inserted."""
+
+    table: str
+    columns: tuple[str, ...]
+    create: str
+    insert: str
+
+    async def insert_new(
+        self, conn: asyncpg.Connection, values: Sequence[list[object]]
+    ) -> npt.NDArray[np.intp]:
+        """COPY ``values`` (one list per column) in, insert what is new, and return the
+        sorted ``row_no`` of the new rows. Runs inside the caller's transaction."""
+        await conn.execute(self.create)
+        await conn.copy_records_to_table(
+            self.table, records=zip(*values, strict=True), columns=self.columns
+        )
+        rows = await conn.fetch(self.insert)
+        new = np.fromiter((r[0] for r in rows), dtype=np.intp, count=len(rows))
+        new.sort()
+        return new
