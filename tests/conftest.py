@@ -16,10 +16,13 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
+from support import api_client
 
 from telemetry.db import create_pool
 from telemetry.migrate import migrate
+from telemetry.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
@@ -73,6 +76,20 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for an API without its own ingest worker; a test module overrides this
+    fixture when it needs others."""
+    return Settings(database_url=database_url, ingest_enabled=False)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app for ``settings``, its lifespan running."""
+    async with api_client(settings) as c:
+        yield c
 
 
 def free_port() -> int:

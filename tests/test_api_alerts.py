@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from support import api_client
-
-from telemetry.settings import Settings
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 _subjects = itertools.count(1)
-
-
-@pytest.fixture
-async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(Settings(database_url=database_url, ingest_enabled=False)) as c:
-        yield c
 
 
 async def insert_alert(pool: asyncpg.Pool, **values: Any) -> int:

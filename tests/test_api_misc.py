@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,12 +18,6 @@ from support import api_client
 from telemetry.settings import Settings
 
 serve = api_client
-
-
-@pytest.fixture
-async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(Settings(database_url=database_url, ingest_enabled=False)) as c:
-        yield c
 
 
 def missing_database(database_url: str) -> str:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from support import api_client
 
 from api.schemas import Track
 from telemetry.settings import Settings
@@ -18,10 +16,8 @@ T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(database_url=database_url, ingest_enabled=False, vehicle_online_s=60)
-    async with api_client(settings) as c:
-        yield c
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, ingest_enabled=False, vehicle_online_s=60)
 
 
 async def insert_vehicle(

@@ -3,7 +3,6 @@ stored attach to a new incident, the rapid assessment as data and as GeoJSON, ti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,21 +10,13 @@ import asyncpg
 import httpx
 import numpy as np
 import pytest
-from support import api_client
 
 from telemetry.detect.emergency import MOLAR_MASS_G_MOL, convert
 from telemetry.geo import destination
-from telemetry.settings import Settings
 from telemetry.store.emergency import ReadingRows, insert_emergency
 
 SOURCE = (39.99, 116.31)
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(Settings(database_url=database_url, ingest_enabled=False)) as c:
-        yield c
 
 
 def _objects(values: list[Any]) -> np.ndarray:

@@ -4,31 +4,18 @@ after its refresh."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import numpy as np
 import pytest
-from support import api_client
 
 from telemetry.detect.emergency import assign_tiers
 from telemetry.pipelines.emergency import EmergencyPipeline
 from telemetry.settings import Settings
 
 TIERS = "/api/v1/emergency/tiers"
-
-
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, ingest_enabled=False)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings) as c:
-        yield c
 
 
 def tier_body(**changes: Any) -> dict[str, Any]:

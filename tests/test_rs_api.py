@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
-from support import api_client
 
 from telemetry.ingest.decode import KindRows
 from telemetry.pipelines.remote_sensing import RemoteSensingPipeline, RemoteSensingRecord
@@ -29,12 +27,6 @@ async def settings(database_url: str) -> Settings:
     s = Settings(database_url=database_url, ingest_enabled=False)
     await import_roads(s, ROOT / "data/roads/demo.geojson", segment_length_m=30)
     return s
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings) as c:
-        yield c
 
 
 def a_pass(ts_ms: int, plate: str, **overrides: Any) -> dict[str, Any]:

@@ -5,14 +5,12 @@ its refresh."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import msgspec
 import pytest
-from support import api_client
 
 from telemetry.ingest.decode import KindRows
 from telemetry.pipelines.remote_sensing import RemoteSensingPipeline, RemoteSensingRecord
@@ -20,17 +18,6 @@ from telemetry.settings import Settings
 
 LIMITS = "/api/v1/remote-sensing/limits"
 GATES = "/api/v1/remote-sensing/gates"
-
-
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, ingest_enabled=False)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings) as c:
-        yield c
 
 
 def limit_body(**changes: Any) -> dict[str, Any]:
