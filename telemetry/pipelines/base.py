@@ -20,7 +20,8 @@ episodes. A kind supplies the rest through :class:`KindPipeline`:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Annotated, Any, Protocol
 
 import asyncpg
 import msgspec
@@ -32,7 +33,20 @@ from telemetry.ingest.decode import KindRows
 from telemetry.ingest.validate import Limits
 from telemetry.kinds import Kind
 
-__all__ = ["CheckResult", "KindPipeline", "Outcome"]
+__all__ = ["CheckResult", "KindPipeline", "Outcome", "Timestamp", "ts_us"]
+
+#: A record's measurement time: RFC 3339 with a UTC offset, or epoch milliseconds (an int).
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = datetime.resolution  # one microsecond
+
+
+def ts_us(ts: datetime | int) -> int:
+    """Epoch microseconds of a :data:`Timestamp` (an RFC 3339 time or epoch milliseconds)."""
+    if isinstance(ts, int):
+        return ts * 1000
+    return (ts - _EPOCH) // _US
+
 
 CheckResult = tuple[npt.NDArray[np.bool_], npt.NDArray[np.object_], npt.NDArray[np.object_]]
 

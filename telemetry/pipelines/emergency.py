@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 import asyncpg
@@ -29,8 +28,7 @@ from telemetry.detect.emergency import (
 from telemetry.ingest.decode import KindRows
 from telemetry.ingest.validate import Checks, Limits
 from telemetry.kinds import Kind
-from telemetry.pipelines.base import CheckResult, Outcome
-from telemetry.pipelines.walkthrough import ts_us
+from telemetry.pipelines.base import CheckResult, Outcome, Timestamp, ts_us
 from telemetry.readings import FloatArray, IntArray
 from telemetry.settings import Settings
 from telemetry.store.emergency import (
@@ -46,7 +44,6 @@ __all__ = ["EmergencyBatch", "EmergencyPipeline", "EmergencyRecord", "Gas", "Sub
 
 log = logging.getLogger(__name__)
 
-Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 SubstanceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Unit = Literal["ppm", "ppb", "mg/m3", "ug/m3"]
 Sensor = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]

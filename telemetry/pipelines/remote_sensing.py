@@ -34,8 +34,7 @@ from telemetry.detect.remote_sensing import (
 from telemetry.ingest.decode import KindRows
 from telemetry.ingest.validate import Checks, Limits
 from telemetry.kinds import Kind
-from telemetry.pipelines.base import CheckResult, Outcome
-from telemetry.pipelines.walkthrough import Timestamp, ts_us
+from telemetry.pipelines.base import CheckResult, Outcome, Timestamp, ts_us
 from telemetry.readings import FloatArray, IntArray
 from telemetry.settings import Settings
 from telemetry.snap import SegmentIndex

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated
 
 import asyncpg
@@ -22,7 +21,7 @@ from telemetry.ingest import metrics
 from telemetry.ingest.decode import KindRows
 from telemetry.ingest.validate import Limits, check_walkthrough
 from telemetry.kinds import Kind
-from telemetry.pipelines.base import CheckResult, Outcome
+from telemetry.pipelines.base import CheckResult, Outcome, Timestamp, ts_us
 from telemetry.readings import POLLUTANTS, WalkthroughBatch
 from telemetry.settings import Settings
 from telemetry.snap import SegmentIndex
@@ -32,11 +31,8 @@ from telemetry.store.thresholds import load_thresholds
 
 __all__ = ["WalkthroughPipeline", "WalkthroughReading", "walkthrough_batch"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = datetime.resolution  # one microsecond
 
 Flag = Annotated[str, msgspec.Meta(pattern="^[A-Z]$")]
-Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class WalkthroughReading(msgspec.Struct, frozen=True):
@@ -65,13 +61,6 @@ _FLOAT_FIELDS = tuple(f for f in WalkthroughReading.__struct_fields__ if f not i
 # The float fields are contiguous in the struct, between ts and flag.
 _FLOATS = slice(1, 1 + len(_FLOAT_FIELDS))
 assert WalkthroughReading.__struct_fields__[_FLOATS] == _FLOAT_FIELDS
-
-
-def ts_us(ts: datetime | int) -> int:
-    """Epoch microseconds of an RFC 3339 time or of epoch milliseconds."""
-    if isinstance(ts, int):
-        return ts * 1000
-    return (ts - _EPOCH) // _US
 
 
 def walkthrough_batch(rows: KindRows) -> WalkthroughBatch:
