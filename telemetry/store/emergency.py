@@ -28,6 +28,7 @@ from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.geo import EARTH_RADIUS_M
 from telemetry.kinds import Kind
 from telemetry.readings import FloatArray, IntArray
+from telemetry.store.errors import constraint_errors
 from telemetry.store.staging import Staging, first_of_each_key, json_text
 
 __all__ = [
@@ -170,7 +171,7 @@ async def create_tier(
             raise ValidationError(f"unknown substance {substance!r}")
         await _lock_substance(conn, name)
         await _check_basis(conn, name, unit)
-        try:
+        with constraint_errors(conflict=f"{name} already has a tier {tier!r}"):
             created = await conn.fetchrow(
                 "INSERT INTO emergency_tiers (substance, tier, limit_value, unit, averaging, "
                 "severity, source, confirmed, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
@@ -185,10 +186,6 @@ async def create_tier(
                 confirmed,
                 note,
             )
-        except asyncpg.UniqueViolationError:
-            raise ConflictError(f"{name} already has a tier {tier!r}") from None
-        except asyncpg.CheckViolationError as exc:
-            raise ValidationError(str(exc)) from exc
     assert created is not None
     return dict(created)
 
@@ -219,7 +216,7 @@ async def update_tier(
             raise NotFoundError(f"no emergency tier {tier_id}")
         await _lock_substance(conn, substance)
         await _check_basis(conn, substance, unit, other_than=tier_id)
-        try:
+        with constraint_errors():
             row = await conn.fetchrow(
                 "UPDATE emergency_tiers SET limit_value = $2, unit = $3, severity = $4, "
                 f"source = $5, confirmed = $6, note = $7 WHERE id = $1 RETURNING {_TIER_COLUMNS}",
@@ -231,8 +228,6 @@ async def update_tier(
                 confirmed,
                 note,
             )
-        except asyncpg.CheckViolationError as exc:
-            raise ValidationError(str(exc)) from exc
     if row is None:
         raise NotFoundError(f"no emergency tier {tier_id}")
     return dict(row)

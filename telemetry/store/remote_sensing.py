@@ -20,8 +20,9 @@ import numpy.typing as npt
 
 from telemetry.detect.exceedance import Exceedance
 from telemetry.detect.remote_sensing import MEASURED_COLUMNS, RS_POLLUTANTS
-from telemetry.errors import ConflictError, NotFoundError, ValidationError
+from telemetry.errors import NotFoundError, ValidationError
 from telemetry.readings import FloatArray, IntArray
+from telemetry.store.errors import constraint_errors
 from telemetry.store.staging import Staging, first_of_each_key, json_text
 from telemetry.store.versions import check_range, superseded_by
 
@@ -196,7 +197,7 @@ async def create_limit(
             await conn.execute(
                 "UPDATE rs_limits SET effective_to = $2 WHERE id = $1", superseded, effective_from
             )
-        try:
+        with constraint_errors():
             created = await conn.fetchrow(
                 "INSERT INTO rs_limits (fuel_type, pollutant, limit_value, unit, source, "
                 "confirmed, effective_from, effective_to, note) "
@@ -211,10 +212,6 @@ async def create_limit(
                 effective_to,
                 note,
             )
-        except asyncpg.UniqueViolationError as exc:
-            raise ConflictError(str(exc)) from exc
-        except asyncpg.CheckViolationError as exc:
-            raise ValidationError(str(exc)) from exc
     assert created is not None
     return dict(created)
 
@@ -253,7 +250,7 @@ async def update_gate(
         raise ValidationError(f"min_value {min_value} is above max_value {max_value}")
     if not source.strip():
         raise ValidationError("a gate needs its source")
-    try:
+    with constraint_errors():
         row = await pool.fetchrow(
             "UPDATE rs_gates SET min_value = $2, max_value = $3, source = $4, confirmed = $5, "
             f"note = $6 WHERE id = $1 RETURNING {_GATE_COLUMNS}",
@@ -264,8 +261,6 @@ async def update_gate(
             confirmed,
             note,
         )
-    except asyncpg.CheckViolationError as exc:
-        raise ValidationError(str(exc)) from exc
     if row is None:
         raise NotFoundError(f"no remote-sensing gate {gate_id}")
     return dict(row)

@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 
 from telemetry.detect.thresholds import ThresholdTable
-from telemetry.errors import ConflictError, ValidationError
+from telemetry.errors import ValidationError
+from telemetry.store.errors import constraint_errors
 from telemetry.store.versions import check_range, superseded_by
 
 __all__ = ["create_threshold", "list_thresholds", "load_thresholds"]
@@ -93,7 +94,7 @@ async def create_threshold(
             await conn.execute(
                 "UPDATE thresholds SET effective_to = $2 WHERE id = $1", superseded, effective_from
             )
-        try:
+        with constraint_errors():
             created = await conn.fetchrow(
                 "INSERT INTO thresholds (kind, pollutant, limit_value, unit, averaging, source, "
                 "tier, severity, effective_from, effective_to, confirmed, note) "
@@ -112,9 +113,5 @@ async def create_threshold(
                 confirmed,
                 note,
             )
-        except asyncpg.UniqueViolationError as exc:
-            raise ConflictError(str(exc)) from exc
-        except asyncpg.CheckViolationError as exc:
-            raise ValidationError(str(exc)) from exc
     assert created is not None
     return dict(created)
