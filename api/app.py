@@ -13,8 +13,9 @@ from fastapi import FastAPI
 import telemetry
 from api.deps import Resources
 from api.errors import install_error_handlers
-from api.routers import api_v1, emergency, health, remote_sensing
+from api.routers import api_v1, health
 from telemetry.db import create_pool
+from telemetry.kinds.registry import KINDS
 from telemetry.settings import Settings
 
 __all__ = ["create_app"]
@@ -43,8 +44,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_v1)
     app.include_router(health.router)
-    app.include_router(remote_sensing.router)
-    app.include_router(emergency.router)
+    for spec in KINDS:
+        app.include_router(spec.router)
     return app
 
 

@@ -1,7 +1,7 @@
-"""What routes depend on: the settings, the database pool and the app's resources.
+"""The app's resources, opened and closed by its lifespan (``api.app``).
 
-The app lifespan (``api.app``) owns the resources and keeps them in ``app.state.resources``;
-routes reach them only through the dependencies below.
+Routes reach the settings and the pool through :mod:`telemetry.web`; only the health check
+reads the resources whole.
 """
 
 from __future__ import annotations
@@ -13,21 +13,12 @@ from typing import TYPE_CHECKING, Annotated
 import asyncpg
 from fastapi import Depends, Request
 
-from telemetry.errors import UnavailableError
 from telemetry.settings import Settings
 
 if TYPE_CHECKING:
     from telemetry.ingest.worker import IngestWorker
 
-__all__ = [
-    "PoolDep",
-    "Resources",
-    "ResourcesDep",
-    "SettingsDep",
-    "get_pool",
-    "get_resources",
-    "get_settings",
-]
+__all__ = ["Resources", "ResourcesDep", "get_resources"]
 
 
 @dataclass
@@ -52,20 +43,4 @@ def get_resources(request: Request) -> Resources:
     return resources
 
 
-def get_settings(request: Request) -> Settings:
-    """The app's settings."""
-    return get_resources(request).settings
-
-
-def get_pool(request: Request) -> asyncpg.Pool:
-    """The database pool, or :class:`UnavailableError` (503) while the database is unreachable."""
-    resources = get_resources(request)
-    if resources.pool is None:
-        reason = resources.database_error or "not connected yet"
-        raise UnavailableError(f"database unavailable: {reason}")
-    return resources.pool
-
-
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]

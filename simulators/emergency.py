@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from simulators.publisher import Publisher
-from telemetry.detect.emergency import MOLAR_MASS_G_MOL, mgm3_to_ppm
 from telemetry.errors import TelemetryError, ValidationError
+from telemetry.kinds.emergency.detection import MOLAR_MASS_G_MOL, mgm3_to_ppm
 from telemetry.settings import Settings
 
 __all__ = [

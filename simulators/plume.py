@@ -14,7 +14,7 @@ import numpy as np
 
 from simulators.network import FloatArray, RoadNetwork
 from telemetry.errors import ValidationError
-from telemetry.readings import POLLUTANTS
+from telemetry.kinds.walkthrough.record import POLLUTANTS
 
 __all__ = ["Plumes", "Source", "default_sources", "parse_source"]
 

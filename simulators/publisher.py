@@ -22,7 +22,7 @@ from gmqtt.storage import PersistentStorage
 
 from simulators.walkthrough import Fleet, Reading
 from telemetry.errors import TelemetryError
-from telemetry.kinds import Kind
+from telemetry.kinds.contract import Kind
 from telemetry.settings import MqttEndpoint
 
 __all__ = ["PublishError", "Publisher", "drive_fleet", "encode", "topic_for"]

@@ -28,7 +28,7 @@ import numpy as np
 from simulators.network import load_network
 from simulators.publisher import Publisher, topic_for
 from telemetry.errors import TelemetryError
-from telemetry.kinds import Kind
+from telemetry.kinds.contract import Kind
 from telemetry.settings import Settings
 
 __all__ = ["CLASSES", "RoadsideSite", "VehicleClass", "add_arguments", "run"]

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from simulators.network import FloatArray, RoadNetwork
 from simulators.plume import Plumes
-from telemetry.readings import POLLUTANTS, WEATHER
+from telemetry.kinds.walkthrough.record import POLLUTANTS, WEATHER
 
 __all__ = ["BACKGROUND", "Fleet", "Reading", "Tick", "rfc3339", "tick_readings"]
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.readings import FloatArray
+from telemetry.columns import FloatArray
 
 __all__ = [
     "EARTH_RADIUS_M",

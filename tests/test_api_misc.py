@@ -132,7 +132,7 @@ async def test_healthz_is_ok_once_the_worker_is_connected(
 
 
 async def test_metrics_expose_the_default_registry(client: httpx.AsyncClient) -> None:
-    import telemetry.ingest.metrics  # noqa: F401  (registers the ingest metrics)
+    import telemetry.metrics  # noqa: F401  (registers the ingest metrics)
 
     response = await client.get("/metrics")
 

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from api.schemas import Track
+from telemetry.kinds.walkthrough.schemas import Track
 from telemetry.settings import Settings
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)

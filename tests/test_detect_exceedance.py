@@ -1,13 +1,32 @@
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from telemetry.detect.exceedance import DetectParams, detect_walkthrough
-from telemetry.detect.thresholds import ThresholdTable
-from telemetry.readings import WalkthroughBatch
+from telemetry.alerts.exceedance import Exceedance
+from telemetry.kinds.walkthrough.detection.judge import DetectParams, judge_passes
+from telemetry.kinds.walkthrough.detection.quality import quality_mask
+from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
+from telemetry.kinds.walkthrough.detection.tracker import fragments
+from telemetry.kinds.walkthrough.record import WalkthroughBatch
 from telemetry.settings import Settings
+
+
+def detect_walkthrough(
+    batch: WalkthroughBatch,
+    segment_id: npt.NDArray[np.int64],
+    thresholds: ThresholdTable,
+    backgrounds: Mapping[str, float],
+    params: DetectParams,
+) -> list[Exceedance]:
+    """One batch judged on its own, every pass in it closed: quality mask, passes, judging."""
+    usable, _ = quality_mask(batch, segment_id, max_speed_kmh=params.max_speed_kmh)
+    found = fragments(batch, segment_id, usable, max_gap_s=params.pass_max_gap_s)
+    return judge_passes(found, thresholds, backgrounds, params)
+
 
 S = 1_000_000
 # 2026-02-01 08:00 CST (GB 3095-2012 in force) and 2026-03-02 08:00 CST (GB 3095-2026).

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from telemetry.detect.hotspot import BackgroundWindow, background_level
+from telemetry.kinds.walkthrough.detection.hotspot import BackgroundWindow, background_level
 
 S = 1_000_000
 NOW = 1_780_000_000 * S

@@ -1,6 +1,6 @@
 import numpy as np
 
-from telemetry.detect.passes import find_passes
+from telemetry.kinds.walkthrough.detection.passes import find_passes
 
 S = 1_000_000
 T0 = 1_780_000_000 * S

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from telemetry.detect.quality import quality_mask
 from telemetry.geo import haversine_m
-from telemetry.readings import WalkthroughBatch
+from telemetry.kinds.walkthrough.detection.quality import quality_mask
+from telemetry.kinds.walkthrough.record import WalkthroughBatch
 
 S = 1_000_000  # one second in µs
 T0 = 1_780_000_000 * S

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from telemetry.detect.tracker import PassStats, advance
-from telemetry.readings import POLLUTANTS
+from telemetry.kinds.walkthrough.detection.tracker import PassStats, advance
+from telemetry.kinds.walkthrough.record import POLLUTANTS
 
 S = 1_000_000  # one second in µs
 GAP_S = 10.0

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from telemetry.detect.emergency import MOLAR_MASS_G_MOL, convert
 from telemetry.geo import destination
-from telemetry.store.emergency import ReadingRows, insert_emergency
+from telemetry.kinds.emergency.detection import MOLAR_MASS_G_MOL, convert
+from telemetry.kinds.emergency.repository import ReadingRows, insert_emergency
 
 SOURCE = (39.99, 116.31)
 NOW = datetime.now(UTC).replace(microsecond=0)

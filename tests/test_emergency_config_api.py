@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from telemetry.detect.emergency import assign_tiers
-from telemetry.pipelines.emergency import EmergencyPipeline
+from telemetry.kinds.emergency.detection import assign_tiers
+from telemetry.kinds.emergency.pipeline import EmergencyPipeline
 from telemetry.settings import Settings
 
 TIERS = "/api/v1/emergency/tiers"

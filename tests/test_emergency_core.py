@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from simulators.emergency import Release, gaussian_plume, survey_records, survey_route
-from telemetry.detect.emergency import (
+from telemetry.geo import destination, distance_bearing
+from telemetry.kinds.emergency.detection import (
     MOLAR_MASS_G_MOL,
     TierTable,
     assess,
@@ -22,7 +23,6 @@ from telemetry.detect.emergency import (
     sector_of,
     sector_polygon,
 )
-from telemetry.geo import destination, distance_bearing
 
 NAN = np.nan
 OPEN = np.iinfo(np.int64).max

@@ -21,10 +21,10 @@ from api.app import create_app
 from simulators.publisher import Publisher
 from telemetry.geo import destination
 from telemetry.ingest.worker import IngestWorker
-from telemetry.pipelines.emergency import EmergencyPipeline
-from telemetry.pipelines.walkthrough import WalkthroughPipeline
+from telemetry.kinds.emergency.pipeline import EmergencyPipeline
+from telemetry.kinds.emergency.repository import open_incident
+from telemetry.kinds.walkthrough.pipeline import WalkthroughPipeline
 from telemetry.settings import Settings
-from telemetry.store.emergency import open_incident
 
 SOURCE = (39.99, 116.31)  # lat, lon of the release
 

@@ -4,8 +4,8 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from telemetry.detect.exceedance import Exceedance
-from telemetry.store.episodes import auto_resolve, record_exceedances
+from telemetry.alerts.episodes import auto_resolve, record_exceedances
+from telemetry.alerts.exceedance import Exceedance
 
 S = 1_000_000
 T0_DT = dt.datetime(2026, 5, 1, 8, 0, tzinfo=dt.UTC)

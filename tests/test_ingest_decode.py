@@ -8,10 +8,11 @@ import msgspec
 import numpy as np
 import pytest
 
-from telemetry.ingest.decode import Message, decode_messages
-from telemetry.ingest.validate import Limits, check_walkthrough
-from telemetry.kinds import Kind
-from telemetry.pipelines.walkthrough import WalkthroughReading, walkthrough_batch
+from telemetry.ingest.decode import Decoder
+from telemetry.kinds.checks import Limits
+from telemetry.kinds.contract import Kind, Message
+from telemetry.kinds.walkthrough.checks import check_walkthrough
+from telemetry.kinds.walkthrough.record import WalkthroughReading, walkthrough_batch
 
 NOW_US = 1_795_305_600_000_000  # 2026-11-22T00:00:00Z
 NOW_MS = NOW_US // 1000
@@ -27,13 +28,12 @@ def _decode(*messages: tuple[str, bytes | str | object]):
             payload = json.dumps(payload).encode()
         msgs.append(Message(topic, payload, NOW_US))
     return _Result(
-        decode_messages(
-            msgs,
-            record_types={Kind.WALKTHROUGH: WalkthroughReading},
+        Decoder(
+            {Kind.WALKTHROUGH: WalkthroughReading},
             topic_prefix="telemetry",
             max_payload_bytes=4096,
             max_readings_per_message=10,
-        )
+        ).decode(msgs)
     )
 
 

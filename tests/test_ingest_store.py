@@ -8,11 +8,12 @@ import time
 import asyncpg
 import numpy as np
 
-from telemetry.ingest.decode import DeadLetter, Message, decode_messages
-from telemetry.kinds import Kind
-from telemetry.pipelines.walkthrough import WalkthroughReading, walkthrough_batch
-from telemetry.store.deadletter import insert_dead_letters, list_dead_letters
-from telemetry.store.readings import insert_walkthrough, upsert_vehicles
+from telemetry.ingest.decode import Decoder
+from telemetry.kinds.contract import Kind, Message
+from telemetry.kinds.walkthrough.record import WalkthroughReading, walkthrough_batch
+from telemetry.kinds.walkthrough.repository import insert_walkthrough
+from telemetry.store.deadletter import DeadLetter, insert_dead_letters, list_dead_letters
+from telemetry.store.vehicles import upsert_vehicles
 
 NOW_MS = time.time_ns() // 1_000_000
 
@@ -22,13 +23,12 @@ def _batch(readings: list[tuple[str, dict[str, object]]]):
         Message(f"telemetry/walkthrough/{v}", json.dumps(r).encode(), time.time_ns() // 1000)
         for v, r in readings
     ]
-    d = decode_messages(
-        msgs,
-        record_types={Kind.WALKTHROUGH: WalkthroughReading},
+    d = Decoder(
+        {Kind.WALKTHROUGH: WalkthroughReading},
         topic_prefix="telemetry",
         max_payload_bytes=1 << 20,
         max_readings_per_message=100,
-    )
+    ).decode(msgs)
     assert not d.dead
     return walkthrough_batch(d.rows[Kind.WALKTHROUGH])
 

@@ -20,10 +20,10 @@ from simulators.load import (
 )
 from simulators.network import network_from_geojson
 from simulators.plume import Source
-from telemetry.ingest.decode import Message, decode_messages
-from telemetry.kinds import Kind
-from telemetry.pipelines.walkthrough import WalkthroughReading, walkthrough_batch
-from telemetry.store.readings import insert_walkthrough
+from telemetry.ingest.decode import Decoder
+from telemetry.kinds.contract import Kind, Message
+from telemetry.kinds.walkthrough.record import WalkthroughReading, walkthrough_batch
+from telemetry.kinds.walkthrough.repository import insert_walkthrough
 
 LON0, LAT0, STEP = 116.30, 39.98, 0.004
 
@@ -156,13 +156,12 @@ async def test_measurement_counts_stored_readings_and_their_latency(database_url
         for part in load.per_publisher
         for topic, payload in stamp(part, sent_ms)
     ]
-    decoded = decode_messages(
-        messages,
-        record_types={Kind.WALKTHROUGH: WalkthroughReading},
+    decoded = Decoder(
+        {Kind.WALKTHROUGH: WalkthroughReading},
         topic_prefix="telemetry",
         max_payload_bytes=65_536,
         max_readings_per_message=10,
-    )
+    ).decode(messages)
     assert not decoded.dead
     batch = walkthrough_batch(decoded.rows[Kind.WALKTHROUGH])
     vehicle_ids = list(load.vehicle_ids)

@@ -12,11 +12,12 @@ import httpx
 import msgspec
 import pytest
 
-from telemetry.ingest.decode import KindRows
-from telemetry.pipelines.remote_sensing import RemoteSensingPipeline, RemoteSensingRecord
+from telemetry.alerts.episodes import record_exceedances
+from telemetry.kinds.contract import KindRows
+from telemetry.kinds.remote_sensing.pipeline import RemoteSensingPipeline
+from telemetry.kinds.remote_sensing.record import RemoteSensingRecord
 from telemetry.roads.importer import import_roads
 from telemetry.settings import Settings
-from telemetry.store.episodes import record_exceedances
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR_MS = 3_600_000

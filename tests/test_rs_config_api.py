@@ -12,8 +12,9 @@ import httpx
 import msgspec
 import pytest
 
-from telemetry.ingest.decode import KindRows
-from telemetry.pipelines.remote_sensing import RemoteSensingPipeline, RemoteSensingRecord
+from telemetry.kinds.contract import KindRows
+from telemetry.kinds.remote_sensing.pipeline import RemoteSensingPipeline
+from telemetry.kinds.remote_sensing.record import RemoteSensingRecord
 from telemetry.settings import Settings
 
 LIMITS = "/api/v1/remote-sensing/limits"

@@ -8,7 +8,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from telemetry.detect.remote_sensing import (
+from telemetry.kinds.remote_sensing.detection import (
     RS_POLLUTANTS,
     GateTable,
     LimitTable,

@@ -20,8 +20,8 @@ from support import publish as publish_all
 from api.app import create_app
 from simulators.remote_sensing import RoadsideSite
 from telemetry.ingest.worker import IngestWorker
-from telemetry.pipelines.remote_sensing import RemoteSensingPipeline
-from telemetry.pipelines.walkthrough import WalkthroughPipeline
+from telemetry.kinds.remote_sensing.pipeline import RemoteSensingPipeline
+from telemetry.kinds.walkthrough.pipeline import WalkthroughPipeline
 from telemetry.settings import Settings
 
 TOPIC = "telemetry/remote_sensing/rs-test-1"

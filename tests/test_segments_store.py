@@ -11,13 +11,13 @@ import pytest
 from telemetry.errors import RoadNetworkError
 from telemetry.roads import Segment
 from telemetry.roads.importer import ImportReport, import_roads
-from telemetry.settings import Settings
-from telemetry.store.segments import (
+from telemetry.roads.repository import (
     count_segments,
     fetch_segment,
     load_segment_geometries,
     upsert_segments,
 )
+from telemetry.settings import Settings
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "roads" / "demo.geojson"
 

@@ -18,7 +18,7 @@ from simulators.plume import Plumes, Source, parse_source
 from simulators.publisher import Publisher, drive_fleet, encode, topic_for
 from simulators.walkthrough import BACKGROUND, Fleet
 from telemetry.errors import RoadNetworkError, ValidationError
-from telemetry.pipelines.walkthrough import WalkthroughReading
+from telemetry.kinds.walkthrough.record import WalkthroughReading
 from telemetry.settings import MqttEndpoint
 
 LON0, LAT0, STEP = 116.30, 39.98, 0.004  # grid spacing ≈ 340 m east-west, 445 m north-south

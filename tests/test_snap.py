@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from telemetry.snap import SegmentIndex
+from telemetry.roads.snap import SegmentIndex
 
 LAT0 = 39.99
 M_PER_DEG_LAT = 6_371_008.8 * math.pi / 180

@@ -3,9 +3,14 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from telemetry.detect.thresholds import ThresholdTable, cst_midnight_us
+from telemetry.clock import cst_midnight_us
 from telemetry.errors import ConflictError, ValidationError
-from telemetry.store.thresholds import create_threshold, list_thresholds, load_thresholds
+from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
+from telemetry.kinds.walkthrough.repository import (
+    create_threshold,
+    list_thresholds,
+    load_thresholds,
+)
 
 S = 1_000_000
 # 2026-03-01 00:00 CST is 2026-02-28 16:00 UTC.

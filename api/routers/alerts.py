@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import PoolDep
-from api.schemas import Alert, AlertAction, AlertPage, AlertQuery, decode_cursor, encode_cursor
-from telemetry.store import alerts as store
+from api.schemas import Alert, AlertAction, AlertPage, AlertQuery
+from telemetry.alerts import repository as store
+from telemetry.errors import ValidationError
+from telemetry.web import PoolDep, decode_cursor, encode_cursor
 
 __all__ = ["router"]
 
@@ -20,7 +21,7 @@ AlertId = Annotated[int, Path(ge=1)]
 @router.get("", response_model=AlertPage)
 async def list_alerts(pool: PoolDep, query: Annotated[AlertQuery, Query()]) -> AlertPage:
     """Alerts newest first, filtered; follow ``next_cursor`` for older ones."""
-    before_id = decode_cursor(query.cursor) if query.cursor is not None else None
+    before_id = _decode_cursor(query.cursor) if query.cursor is not None else None
     rows = await store.list_alerts(
         pool,
         statuses=query.status,
@@ -34,7 +35,7 @@ async def list_alerts(pool: PoolDep, query: Annotated[AlertQuery, Query()]) -> A
         limit=query.limit + 1,
     )
     items = [Alert.model_validate(r) for r in rows[: query.limit]]
-    next_cursor = encode_cursor(items[-1].id) if len(rows) > query.limit else None
+    next_cursor = encode_cursor("alerts", str(items[-1].id)) if len(rows) > query.limit else None
     return AlertPage(items=items, next_cursor=next_cursor)
 
 
@@ -56,3 +57,10 @@ async def resolve_alert(pool: PoolDep, alert_id: AlertId, action: AlertAction) -
     """Resolve an open or acknowledged alert; 409 if it is already resolved."""
     row = await store.resolve_alert(pool, alert_id, by=action.by, note=action.note)
     return Alert.model_validate(row)
+
+
+def _decode_cursor(cursor: str) -> int:
+    [value] = decode_cursor("alerts", cursor, 1)
+    if not value.isdigit() or int(value) < 1:
+        raise ValidationError(f"invalid cursor {cursor!r}")
+    return int(value)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import PoolDep
 from api.schemas import DeadLetter, DeadLetterPage, DeadLetterQuery
 from telemetry.store.deadletter import list_dead_letters
+from telemetry.web import PoolDep
 
 __all__ = ["router"]
 

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import PoolDep
 from api.schemas import Segment, SegmentQuery
 from telemetry.errors import NotFoundError
-from telemetry.store.segments import fetch_segment
+from telemetry.roads.repository import fetch_segment
+from telemetry.web import PoolDep
 
 __all__ = ["router"]
 

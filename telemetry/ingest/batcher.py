@@ -14,8 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from telemetry.ingest.decode import Message
-from telemetry.ingest.metrics import QUEUE_DEPTH
+from telemetry.kinds.contract import Message
+from telemetry.metrics import QUEUE_DEPTH
 
 __all__ = ["Batcher"]
 

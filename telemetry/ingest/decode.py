@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from telemetry.kinds import Kind, TopicError, parse_topic
+from telemetry.kinds.contract import Kind, KindRows, Message, TopicError, parse_topic
+from telemetry.store.deadletter import DeadLetter
 
-__all__ = ["DeadLetter", "Decoded", "Decoder", "KindRows", "Message", "decode_messages"]
+__all__ = ["Decoded", "Decoder"]
 
 
 def _strict_decoder(record_type: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:
@@ -29,85 +30,9 @@ _encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
-    """One MQTT message as received."""
-
-    topic: str
-    payload: bytes
-    received_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message, or one element of an array payload, that cannot be accepted."""
-
-    received_us: int
-    topic: str
-    kind: str | None
-    vehicle_id: str | None
-    reason: str
-    detail: str
-    item_index: int | None
-    payload: bytes
-
-
-@dataclass(slots=True)
-class KindRows:
-    """The records of one kind decoded from a micro-batch, with where each came from."""
-
-    records: list[Any] = field(default_factory=list)
-    vehicle_id: list[str] = field(default_factory=list)
-    received_us: list[int] = field(default_factory=list)
-    extras: list[dict[str, Any] | None] = field(default_factory=list)
-    message_of: list[int] = field(default_factory=list)
-    item_of: list[int] = field(default_factory=list)  # -1: the whole message was one record
-    raw_items: list[Any] = field(default_factory=list)  # the element as sent (dict or record)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def dead_letter(
-        self, row: int, messages: Sequence[Message], kind: Kind, reason: str, detail: str
-    ) -> DeadLetter:
-        """A dead letter for one decoded record that a later stage rejected. An array element
-        is stored on its own, not with the whole array."""
-        msg = messages[self.message_of[row]]
-        item = self.item_of[row]
-        payload = msg.payload if item < 0 else _encoder.encode(self.raw_items[row])
-        return DeadLetter(
-            msg.received_us,
-            msg.topic,
-            kind.value,
-            self.vehicle_id[row],
-            reason,
-            detail,
-            None if item < 0 else item,
-            payload,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Decoded:
     rows: dict[Kind, KindRows]
     dead: list[DeadLetter]
-
-
-def decode_messages(
-    messages: Sequence[Message],
-    *,
-    record_types: Mapping[Kind, type[msgspec.Struct]],
-    topic_prefix: str,
-    max_payload_bytes: int,
-    max_readings_per_message: int,
-) -> Decoded:
-    """Decode messages of every kind in ``record_types``; everything else is a dead letter."""
-    decoder = Decoder(
-        record_types,
-        topic_prefix=topic_prefix,
-        max_payload_bytes=max_payload_bytes,
-        max_readings_per_message=max_readings_per_message,
-    )
-    return decoder.decode(messages)
 
 
 class Decoder:

@@ -18,8 +18,8 @@ import numpy as np
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50
 from gmqtt.mqtt.handler import MQTTConnectError
 
-from telemetry.ingest.decode import Message
-from telemetry.ingest.metrics import MQTT_CONNECTED
+from telemetry.kinds.contract import Message
+from telemetry.metrics import MQTT_CONNECTED
 from telemetry.settings import Settings
 
 __all__ = ["Intake", "MqttConsumer"]

@@ -16,27 +16,25 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import numpy as np
 
+from telemetry import metrics
+from telemetry.alerts.episodes import auto_resolve, record_exceedances
+from telemetry.alerts.exceedance import Exceedance
 from telemetry.db import create_pool
-from telemetry.detect.exceedance import Exceedance
-from telemetry.ingest import metrics
 from telemetry.ingest.batcher import Batcher
-from telemetry.ingest.decode import DeadLetter, Decoder, Message
+from telemetry.ingest.decode import Decoder
 from telemetry.ingest.mqtt import MqttConsumer
-from telemetry.ingest.validate import Limits
-from telemetry.kinds import Kind
-from telemetry.pipelines.base import KindPipeline, Outcome
-from telemetry.pipelines.emergency import EmergencyPipeline
-from telemetry.pipelines.remote_sensing import RemoteSensingPipeline
-from telemetry.pipelines.walkthrough import WalkthroughPipeline
+from telemetry.kinds import registry
+from telemetry.kinds.checks import Limits
+from telemetry.kinds.contract import Kind, KindPipeline, Message, Outcome
 from telemetry.settings import Settings
-from telemetry.store.deadletter import insert_dead_letters
-from telemetry.store.episodes import auto_resolve, record_exceedances
+from telemetry.store.deadletter import DeadLetter, insert_dead_letters
 
-__all__ = ["IngestWorker", "default_pipelines", "run_worker"]
+__all__ = ["IngestWorker", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +67,6 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def default_pipelines(settings: Settings) -> list[KindPipeline]:
-    """The kinds this version ingests."""
-    return [
-        WalkthroughPipeline(settings),
-        RemoteSensingPipeline(settings),
-        EmergencyPipeline(settings),
-    ]
-
-
 class IngestWorker:
     """Consumes telemetry from MQTT and commits it, acknowledging only what is committed."""
 
@@ -85,12 +74,12 @@ class IngestWorker:
         self,
         settings: Settings,
         pool: asyncpg.Pool,
-        pipelines: Iterable[KindPipeline] | None = None,
+        pipelines: Iterable[KindPipeline[Any, Any]] | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
-        chosen = default_pipelines(settings) if pipelines is None else pipelines
-        self._pipelines: dict[Kind, KindPipeline] = {p.kind: p for p in chosen}
+        chosen = registry.pipelines(settings) if pipelines is None else pipelines
+        self._pipelines: dict[Kind, KindPipeline[Any, Any]] = {p.kind: p for p in chosen}
         self._decoder = Decoder(
             {k: p.record for k, p in self._pipelines.items()},
             topic_prefix=settings.mqtt_topic_prefix,
@@ -262,7 +251,7 @@ class IngestWorker:
                 dead.append(rows.dead_letter(row, messages, kind, reason[row], detail[row]))
             accepted.append((pipeline, batch.take(ok) if not ok.all() else batch))
 
-        outcomes: list[tuple[KindPipeline, Outcome]] = []
+        outcomes: list[tuple[KindPipeline[Any, Any], Outcome[Any]]] = []
         async with self._pool.acquire() as conn, conn.transaction():
             for pipeline, batch in accepted:
                 outcomes.append((pipeline, await pipeline.commit(conn, batch, now_us=now_us)))
@@ -276,15 +265,10 @@ class IngestWorker:
         _count(messages, dead, outcomes, exceedances, opened)
 
 
-def _topic_kind(topic: str) -> str:
-    parts = topic.split("/")
-    return parts[1] if len(parts) == 3 else "invalid"
-
-
 def _count(
     messages: Sequence[Message],
     dead: Sequence[DeadLetter],
-    outcomes: Sequence[tuple[KindPipeline, Outcome]],
+    outcomes: Sequence[tuple[KindPipeline[Any, Any], Outcome[Any]]],
     exceedances: Sequence[Exceedance],
     opened: int,
 ) -> None:

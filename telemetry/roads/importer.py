@@ -11,9 +11,9 @@ from telemetry.errors import RoadNetworkError
 from telemetry.roads.geojson import read_geojson
 from telemetry.roads.model import Road, Segment
 from telemetry.roads.osm import read_osm
+from telemetry.roads.repository import upsert_segments
 from telemetry.roads.split import split_roads
 from telemetry.settings import Settings
-from telemetry.store.segments import upsert_segments
 
 __all__ = ["ImportReport", "import_roads", "read_roads"]
 

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from telemetry.ingest.decode import DeadLetter
+__all__ = ["DeadLetter", "insert_dead_letters", "list_dead_letters"]
 
-__all__ = ["insert_dead_letters", "list_dead_letters"]
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message, or one element of an array payload, that cannot be accepted."""
+
+    received_us: int
+    topic: str
+    kind: str | None
+    vehicle_id: str | None
+    reason: str
+    detail: str
+    item_index: int | None
+    payload: bytes
+
 
 _COLUMNS = (
     "received_at",

@@ -1,19 +1,16 @@
-"""Reading vehicles: their last known state and the track they drove.
-
-The ``vehicles`` table is maintained by the ingest batch; this module only reads it.
-"""
+"""Table ``vehicles``: every vehicle's last known state, kept by the ingest batch of any kind."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 
-from telemetry.errors import NotFoundError
-from telemetry.readings import POLLUTANTS
+from telemetry.columns import FloatArray, IntArray
 
-__all__ = ["list_vehicles", "track_geojson"]
+__all__ = ["list_vehicles", "upsert_vehicles"]
 
 _LIST = """
     SELECT vehicle_id, kind, last_ts, last_lat, last_lon, last_received_at, readings,
@@ -44,71 +41,49 @@ async def list_vehicles(
     return [dict(r) for r in rows]
 
 
-_UTC_ISO = """to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-_POINT_PROPERTIES = ", ".join(f"'{p}', NULLIF({p}, 'NaN')" for p in POLLUTANTS)
-
-# The whole FeatureCollection is built by the server as one JSON text: a day of 1 Hz points is
-# 86,400 features, which would otherwise cost a Python object and a validation per point.
-_TRACK = f"""
-    WITH points AS (
-        SELECT ts, lon, lat, segment_id, flag, {", ".join(POLLUTANTS)}
-        FROM walkthrough_readings
-        WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3
-        ORDER BY ts
-        LIMIT $4
-    ),
-    features AS (
-        SELECT 0 AS part, NULL::timestamptz AS ts,
-               json_build_object(
-                   'type', 'Feature',
-                   'geometry', json_build_object(
-                       'type', 'LineString',
-                       'coordinates', json_agg(json_build_array(lon, lat) ORDER BY ts)),
-                   'properties', json_build_object(
-                       'vehicle_id', $1::text, 'points', count(*),
-                       'first_ts', min({_UTC_ISO}), 'last_ts', max({_UTC_ISO}))
-               ) AS feature
-        FROM points
-        HAVING count(*) >= 2
-        UNION ALL
-        SELECT 1, ts,
-               json_build_object(
-                   'type', 'Feature',
-                   'geometry', json_build_object(
-                       'type', 'Point', 'coordinates', json_build_array(lon, lat)),
-                   'properties', json_build_object(
-                       'ts', {_UTC_ISO}, 'segment_id', segment_id, 'flag', flag,
-                       {_POINT_PROPERTIES}))
-        FROM points
+async def upsert_vehicles(
+    conn: asyncpg.Connection,
+    kind: str,
+    vehicle_id: npt.NDArray[np.object_],
+    ts_us: IntArray,
+    lat: FloatArray,
+    lon: FloatArray,
+    received_us: IntArray,
+) -> None:
+    """Move each vehicle's last known state forward (never backward, for late data)."""
+    if len(vehicle_id) == 0:
+        return
+    vehicles = vehicle_id.astype(str)
+    order = np.lexsort((ts_us, vehicles))
+    v = vehicles[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = v[1:] != v[:-1]
+    pick = order[last]
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+    counts = np.diff(np.r_[starts, len(v)])
+    received = np.maximum.reduceat(received_us[order], starts)
+    await conn.execute(
+        """
+        INSERT INTO vehicles AS v (vehicle_id, kind, last_ts, last_lat, last_lon,
+                                   last_received_at, readings)
+        SELECT u.vehicle_id, $1, TIMESTAMPTZ 'epoch' + u.ts_us * INTERVAL '1 microsecond',
+               u.lat, u.lon, TIMESTAMPTZ 'epoch' + u.rx_us * INTERVAL '1 microsecond', u.n
+        FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::float8[], $6::bigint[],
+                    $7::bigint[]) AS u(vehicle_id, ts_us, lat, lon, rx_us, n)
+        ON CONFLICT (vehicle_id) DO UPDATE SET
+            last_ts = GREATEST(v.last_ts, EXCLUDED.last_ts),
+            last_lat = CASE WHEN EXCLUDED.last_ts > v.last_ts
+                            THEN EXCLUDED.last_lat ELSE v.last_lat END,
+            last_lon = CASE WHEN EXCLUDED.last_ts > v.last_ts
+                            THEN EXCLUDED.last_lon ELSE v.last_lon END,
+            last_received_at = GREATEST(v.last_received_at, EXCLUDED.last_received_at),
+            readings = v.readings + EXCLUDED.readings
+        """,
+        kind,
+        vehicles[pick].tolist(),
+        ts_us[pick].tolist(),
+        lat[pick].tolist(),
+        lon[pick].tolist(),
+        received.tolist(),
+        counts.tolist(),
     )
-    SELECT (EXISTS (SELECT 1 FROM vehicles WHERE vehicle_id = $1)
-            OR EXISTS (SELECT 1 FROM walkthrough_readings WHERE vehicle_id = $1)) AS known,
-           json_build_object(
-               'type', 'FeatureCollection',
-               'features', COALESCE(
-                   (SELECT json_agg(feature ORDER BY part, ts) FROM features), '[]'::json)
-           )::text AS body
-"""
-
-
-async def track_geojson(
-    pool: asyncpg.Pool,
-    vehicle_id: str,
-    *,
-    since: datetime,
-    until: datetime,
-    max_points: int = 86_400,
-) -> str:
-    """The vehicle's track in ``[since, until)`` as GeoJSON FeatureCollection text.
-
-    The first feature is the path as a LineString (present when there are two points or
-    more); then one Point feature per reading in time order, with its ``ts`` (UTC),
-    ``segment_id``, ``flag`` and pollutant values, at most ``max_points`` of them.
-    :class:`NotFoundError` if the vehicle has never been seen.
-    """
-    row = await pool.fetchrow(_TRACK, vehicle_id, since, until, max_points)
-    assert row is not None
-    if not row["known"]:
-        raise NotFoundError(f"vehicle {vehicle_id!r} does not exist")
-    body: str = row["body"]
-    return body

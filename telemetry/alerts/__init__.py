@@ -1,0 +1,1 @@
+"""Alerts: what detection found (exceedances) and the alert episodes they open or extend."""

@@ -1,0 +1,133 @@
+"""Reading alert episodes and moving them through open → acknowledged → resolved.
+
+Episodes are created and extended by :mod:`telemetry.alerts.episodes`; this module is the
+officers' side. Each transition is one conditional ``UPDATE … RETURNING``, so when two
+officers act on the same alert at once exactly one of them wins and the other gets a
+:class:`~telemetry.errors.ConflictError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from telemetry.errors import ConflictError, NotFoundError
+
+__all__ = ["ALERT_STATUSES", "acknowledge_alert", "get_alert", "list_alerts", "resolve_alert"]
+
+ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "resolved")
+
+_COLUMNS = """
+    id, kind, subject, segment_id, pollutant, rule, severity, status, threshold_id,
+    limit_value, unit, averaging, source, first_seen, last_seen, occurrences, last_value,
+    peak_value, peak_multiple, vehicles, details, created_at, updated_at,
+    acknowledged_by, acknowledged_at, ack_note, resolved_by, resolved_at, resolve_note
+"""
+
+# Every filter is optional: a NULL parameter switches its condition off.
+_LIST = f"""
+    SELECT {_COLUMNS}
+    FROM alerts
+    WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
+      AND ($2::text IS NULL OR kind = $2)
+      AND ($3::text IS NULL OR pollutant = $3)
+      AND ($4::text IS NULL OR vehicles @> ARRAY[$4::text])
+      AND ($5::bigint IS NULL OR segment_id = $5)
+      AND ($6::timestamptz IS NULL OR last_seen >= $6)
+      AND ($7::timestamptz IS NULL OR first_seen < $7)
+      AND ($8::bigint IS NULL OR id < $8)
+    ORDER BY id DESC
+    LIMIT $9
+"""
+
+
+async def list_alerts(
+    pool: asyncpg.Pool,
+    *,
+    statuses: Sequence[str] | None = None,
+    kind: str | None = None,
+    pollutant: str | None = None,
+    vehicle_id: str | None = None,
+    segment_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Alerts newest first (by id), at most ``limit`` of them.
+
+    ``since``/``until`` select episodes overlapping that window of measurement time
+    (``last_seen >= since`` and ``first_seen < until``); ``before_id`` continues a listing
+    after the last id of the previous page.
+    """
+    rows = await pool.fetch(
+        _LIST,
+        list(statuses) if statuses else None,
+        kind,
+        pollutant,
+        vehicle_id,
+        segment_id,
+        since,
+        until,
+        before_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_alert(pool: asyncpg.Pool, alert_id: int) -> dict[str, Any]:
+    """One alert, or :class:`NotFoundError`."""
+    row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM alerts WHERE id = $1", alert_id)
+    if row is None:
+        raise NotFoundError(f"alert {alert_id} does not exist")
+    return dict(row)
+
+
+_ACKNOWLEDGE = f"""
+    UPDATE alerts
+    SET status = 'acknowledged', acknowledged_by = $2, acknowledged_at = now(), ack_note = $3
+    WHERE id = $1 AND status = 'open'
+    RETURNING {_COLUMNS}
+"""
+
+_RESOLVE = f"""
+    UPDATE alerts
+    SET status = 'resolved', resolved_by = $2, resolved_at = now(), resolve_note = $3
+    WHERE id = $1 AND status <> 'resolved'
+    RETURNING {_COLUMNS}
+"""
+
+
+async def acknowledge_alert(
+    pool: asyncpg.Pool, alert_id: int, *, by: str, note: str | None = None
+) -> dict[str, Any]:
+    """Mark an open alert acknowledged by ``by``; the updated alert.
+
+    :class:`NotFoundError` if it does not exist, :class:`ConflictError` if it is not open.
+    """
+    return await _transition(pool, _ACKNOWLEDGE, alert_id, by, note, "acknowledge")
+
+
+async def resolve_alert(
+    pool: asyncpg.Pool, alert_id: int, *, by: str, note: str | None = None
+) -> dict[str, Any]:
+    """Mark an open or acknowledged alert resolved by ``by``; the updated alert.
+
+    :class:`NotFoundError` if it does not exist, :class:`ConflictError` if already resolved.
+    """
+    return await _transition(pool, _RESOLVE, alert_id, by, note, "resolve")
+
+
+async def _transition(
+    pool: asyncpg.Pool, sql: str, alert_id: int, by: str, note: str | None, verb: str
+) -> dict[str, Any]:
+    row = await pool.fetchrow(sql, alert_id, by, note)
+    if row is not None:
+        return dict(row)
+    status = await pool.fetchval("SELECT status FROM alerts WHERE id = $1", alert_id)
+    if status is None:
+        raise NotFoundError(f"alert {alert_id} does not exist")
+    raise ConflictError(f"cannot {verb} alert {alert_id}: it is {status}")

@@ -1,0 +1,238 @@
+"""Request, query and response models of the incident and emergency endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import pairwise
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from telemetry.kinds.emergency.detection import DEFAULT_RINGS_KM, DEFAULT_SECTORS
+
+__all__ = [
+    "AssessmentCell",
+    "AssessmentQuery",
+    "Incident",
+    "IncidentAssessment",
+    "IncidentClose",
+    "IncidentOpen",
+    "IncidentPage",
+    "IncidentQuery",
+    "Substance",
+    "SubstanceAssessment",
+    "Tier",
+    "TierCreate",
+    "TierReach",
+    "TierUpdate",
+]
+
+Who = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+SubstanceName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
+]
+Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+TierUnit = Literal["ppm", "ppb", "mg/m3", "ug/m3"]
+Severity = Literal["info", "warning", "critical"]
+
+MAX_RINGS = 20
+
+
+class IncidentOpen(BaseModel):
+    """A duty officer opens an incident at a release point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    started_at: AwareDatetime | None = Field(None, description="default: now")
+    suspected_substances: list[SubstanceName] = Field(default_factory=list, max_length=50)
+    radius_m: float = Field(5000.0, gt=0, le=100_000)
+    by: Who
+    note: Note | None = None
+
+
+class IncidentClose(BaseModel):
+    """Who closes an incident, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Who
+    note: Note | None = None
+
+
+class Incident(BaseModel):
+    id: int
+    name: str
+    status: Literal["open", "closed"]
+    lat: float
+    lon: float
+    started_at: datetime
+    closed_at: datetime | None
+    radius_m: float
+    suspected_substances: list[str]
+    opened_by: str
+    closed_by: str | None
+    note: str | None
+    created_at: datetime
+    readings: int = Field(description="emergency readings that belong to the incident")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "status" not in data:
+            return data | {"status": "open" if data.get("closed_at") is None else "closed"}
+        return data
+
+
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    next_before_id: int | None = Field(description="pass as ?before_id= for the next page")
+
+
+class IncidentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["open", "closed"] | None = None
+    before_id: int | None = Field(None, ge=1)
+    limit: int = Field(50, ge=1, le=500)
+
+
+class AssessmentQuery(BaseModel):
+    """Rings and sectors of the rapid assessment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rings_km: str = Field(
+        ",".join(f"{r:g}" for r in DEFAULT_RINGS_KM),
+        description="outer radii of the distance rings in km, comma-separated, increasing",
+        max_length=200,
+    )
+    sectors: int = Field(DEFAULT_SECTORS, ge=1, le=360, description="direction sectors")
+    substance: SubstanceName | None = Field(None, description="only this substance")
+
+    @model_validator(mode="after")
+    def _rings(self) -> Self:
+        self.rings()
+        return self
+
+    def rings(self) -> list[float]:
+        """The ring radii as numbers; ValueError (a 422) if they are not increasing."""
+        try:
+            values = [float(x) for x in self.rings_km.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError("rings_km must be comma-separated numbers") from None
+        if not values or len(values) > MAX_RINGS:
+            raise ValueError(f"rings_km needs 1 to {MAX_RINGS} radii")
+        if values[0] <= 0 or any(b <= a for a, b in pairwise(values)):
+            raise ValueError("rings_km must be positive and strictly increasing")
+        return values
+
+
+class Substance(BaseModel):
+    name: str
+    formula: str | None
+    molar_mass_g_mol: float | None
+    aliases: list[str]
+    source: str
+    note: str | None
+
+
+class Tier(BaseModel):
+    id: int
+    substance: str
+    tier: str
+    limit_value: float
+    unit: str
+    averaging: str
+    severity: str = Field(description="as configured")
+    alert_severity: str = Field(description="as alerted: never below a lower tier's")
+    source: str
+    confirmed: bool
+    note: str | None
+
+
+class TierUpdate(BaseModel):
+    """A tier's new limit (in ``unit``), severity, source, confirmed flag and note. Every
+    field is replaced; the substance, the tier's name and its averaging time stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit_value: float = Field(gt=0, allow_inf_nan=False)
+    unit: TierUnit
+    severity: Severity
+    source: Source
+    confirmed: bool = Field(description="false: not yet checked against the source")
+    note: Note | None = None
+
+
+class TierCreate(TierUpdate):
+    """A new tier of a known substance (its name or an alias). It takes its place among the
+    substance's tiers by concentration; a substance without a molar mass keeps all its tiers
+    in one basis (volume: ppm, ppb; or mass: mg/m3, ug/m3)."""
+
+    substance: SubstanceName
+    tier: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")] = Field(
+        description="lower case, e.g. occupational, rel, erpg2, idlh; alerts use tier:<tier>"
+    )
+    averaging: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
+    ] = Field(description="the exposure time the value is defined for, e.g. 60min")
+
+
+class TierReach(BaseModel):
+    """How far and in which directions readings reach at least this tier."""
+
+    tier: str
+    severity: str
+    limit: float
+    unit: str
+    source: str
+    confirmed: bool
+    readings: int
+    sectors: list[int]
+    sector_names: list[str]
+    farthest_m: float | None
+
+
+class AssessmentCell(BaseModel):
+    ring: int
+    ring_km: tuple[float, float]
+    sector: int
+    sector_name: str
+    from_deg: float
+    to_deg: float
+    readings: int
+    max: float
+    latest: float
+    latest_at: datetime
+    worst_tier: str | None
+    severity: str | None
+
+
+class SubstanceAssessment(BaseModel):
+    substance: str
+    unit: str = Field(description="the unit of every value here: ppm, or mg/m3")
+    readings: int
+    max: float
+    latest: float
+    latest_at: datetime
+    worst_tier: str | None
+    severity: str | None
+    farthest_exceeding_m: float | None = Field(
+        description="distance from the source of the farthest reading over any tier"
+    )
+    outside_rings: int = Field(description="readings beyond the outermost ring")
+    tiers: list[TierReach]
+    cells: list[AssessmentCell]
+
+
+class IncidentAssessment(BaseModel):
+    incident: Incident
+    rings_km: list[float] = Field(description="ring edges, starting at 0")
+    sectors: int
+    sector_width_deg: float
+    readings: int
+    substances: list[SubstanceAssessment]

@@ -1,0 +1,1 @@
+"""Pure numpy detection of walk-through drive passes: quality, passes, background, judging."""

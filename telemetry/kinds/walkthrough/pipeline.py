@@ -1,0 +1,137 @@
+"""Walk-through (走航) vehicles: 1 Hz air-quality readings snapped to road segments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from telemetry import metrics
+from telemetry.alerts.exceedance import Exceedance
+from telemetry.kinds.checks import Limits
+from telemetry.kinds.contract import CheckResult, Kind, KindRows, Outcome
+from telemetry.kinds.walkthrough.checks import check_walkthrough
+from telemetry.kinds.walkthrough.detection.hotspot import BackgroundWindow
+from telemetry.kinds.walkthrough.detection.judge import DetectParams, judge_passes
+from telemetry.kinds.walkthrough.detection.quality import quality_mask
+from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
+from telemetry.kinds.walkthrough.detection.tracker import PassStats, advance, fragments
+from telemetry.kinds.walkthrough.record import (
+    POLLUTANTS,
+    WalkthroughBatch,
+    WalkthroughReading,
+    walkthrough_batch,
+)
+from telemetry.kinds.walkthrough.repository import insert_walkthrough, load_thresholds
+from telemetry.roads.repository import load_segment_geometries
+from telemetry.roads.snap import SegmentIndex
+from telemetry.settings import Settings
+from telemetry.store.vehicles import upsert_vehicles
+
+__all__ = ["WalkthroughPipeline", "WalkthroughReading", "walkthrough_batch"]
+
+
+class WalkthroughPipeline:
+    """Snap → store → detect for walk-through readings; keeps the road index, the threshold
+    table and the rolling background between batches."""
+
+    kind = Kind.WALKTHROUGH
+    record: type[msgspec.Struct] = WalkthroughReading
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._params = DetectParams.from_settings(settings)
+        self._index = SegmentIndex.build([])
+        self._thresholds = ThresholdTable.from_rows([])
+        self._background = BackgroundWindow()
+        self._open = PassStats.empty()  # each vehicle's pass in progress
+
+    @property
+    def segments(self) -> int:
+        return len(self._index)
+
+    async def refresh(self, pool: asyncpg.Pool) -> None:
+        self._index = SegmentIndex.build(await load_segment_geometries(pool))
+        self._thresholds = await load_thresholds(pool, self.kind.value)
+
+    def to_batch(self, rows: KindRows) -> WalkthroughBatch:
+        return walkthrough_batch(rows)
+
+    def check(self, batch: WalkthroughBatch, *, now_us: int, limits: Limits) -> CheckResult:
+        return check_walkthrough(batch, now_us=now_us, limits=limits)
+
+    async def commit(
+        self, conn: asyncpg.Connection, batch: WalkthroughBatch, *, now_us: int
+    ) -> Outcome:
+        s = self._settings
+        segment_id, distance = self._index.snap(
+            batch.lon, batch.lat, batch.heading_deg, s.snap_tolerance_m
+        )
+        new = await insert_walkthrough(conn, batch, segment_id, distance)
+        fresh, fresh_segments = batch.take(new), segment_id[new]
+        await upsert_vehicles(
+            conn,
+            self.kind.value,
+            fresh.vehicle_id,
+            fresh.ts_us,
+            fresh.lat,
+            fresh.lon,
+            fresh.received_us,
+        )
+        usable, why = quality_mask(fresh, fresh_segments, max_speed_kmh=s.quality_max_speed_kmh)
+        found = fragments(fresh, fresh_segments, usable, max_gap_s=s.pass_max_gap_s)
+        closed, still_open = advance(self._open, found, now_us=now_us, max_gap_s=s.pass_max_gap_s)
+        exceedances = self._judge(closed, now_us)
+        state = _Advance(fresh, usable, why, still_open)
+        return Outcome(len(batch), len(new), exceedances, state=state)
+
+    async def idle(self, conn: asyncpg.Connection, *, now_us: int) -> Outcome:
+        """Close the passes of vehicles that went quiet, and judge them."""
+        gap_s = self._settings.pass_max_gap_s
+        closed, still_open = advance(self._open, PassStats.empty(), now_us=now_us, max_gap_s=gap_s)
+        if not len(closed):
+            return Outcome(0, 0)
+        return Outcome(
+            0, 0, self._judge(closed, now_us), state=_Advance(None, None, None, still_open)
+        )
+
+    def _judge(self, closed: PassStats, now_us: int) -> list[Exceedance]:
+        if not len(closed):
+            return []
+        s = self._settings
+        backgrounds = self._background.levels(
+            now_us,
+            window_s=s.hotspot_window_s,
+            percentile=s.hotspot_percentile,
+            min_samples=s.hotspot_min_samples,
+        )
+        return judge_passes(closed, self._thresholds, backgrounds, self._params)
+
+    def committed(self, outcome: Outcome) -> None:
+        state: _Advance | None = outcome.state
+        if state is None:
+            return
+        self._open = state.still_open
+        metrics.OPEN_PASSES.set(len(self._open))
+        fresh, usable, why = state.fresh, state.usable, state.why
+        if fresh is None or usable is None or why is None or len(fresh) == 0:
+            return
+        # Unsnapped readings still describe the air: the background leaves out only bad ones.
+        air = usable | (why == "unsnapped")
+        self._background.update(fresh.ts_us[air], {p: fresh.pollutant(p)[air] for p in POLLUTANTS})
+        codes, counts = np.unique(why[~usable].astype(str), return_counts=True)
+        for code, n in zip(codes.tolist(), counts.tolist(), strict=True):
+            metrics.DETECTION_SKIPPED.labels(code).inc(n)
+
+
+@dataclass(frozen=True, slots=True)
+class _Advance:
+    """What a committed batch (or idle tick) moves forward."""
+
+    fresh: WalkthroughBatch | None
+    usable: npt.NDArray[np.bool_] | None
+    why: npt.NDArray[np.object_] | None
+    still_open: PassStats

@@ -1,0 +1,304 @@
+"""All the SQL of the walk-through kind: readings (bulk, idempotent writes), the threshold
+table (limits versioned by effective date: CST calendar dates, end exclusive; a limit is never
+edited in place, a new row takes effect on a date and closes the open-ended row it
+supersedes) and a vehicle's track."""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import numpy as np
+import numpy.typing as npt
+
+from telemetry.columns import FloatArray, IntArray
+from telemetry.errors import NotFoundError, ValidationError
+from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
+from telemetry.kinds.walkthrough.record import POLLUTANTS, WalkthroughBatch
+from telemetry.store.errors import constraint_errors
+from telemetry.store.staging import Staging, first_of_each_key, json_text
+from telemetry.store.versions import check_range, superseded_by
+
+__all__ = [
+    "create_threshold",
+    "insert_walkthrough",
+    "list_thresholds",
+    "load_thresholds",
+    "track_geojson",
+]
+
+_STAGING = "walkthrough_staging"
+
+
+_FLOAT_COLUMNS = (
+    "lat",
+    "lon",
+    "speed_kmh",
+    "heading_deg",
+    "pm25",
+    "pm10",
+    "no2",
+    "o3",
+    "so2",
+    "co",
+    "tvoc",
+    "temp_c",
+    "rh_pct",
+    "wind_speed_ms",
+    "wind_dir_deg",
+)
+_STAGING_COLUMNS = (
+    "row_no",
+    "vehicle_id",
+    "ts_us",
+    "received_us",
+    *_FLOAT_COLUMNS,
+    "flag",
+    "segment_id",
+    "snap_distance_m",
+    "extra",
+)
+_NULLABLE = frozenset(_FLOAT_COLUMNS) - {"lat", "lon"} | {"snap_distance_m"}
+
+
+def _us(column: str) -> str:
+    return f"TIMESTAMPTZ 'epoch' + {column} * INTERVAL '1 microsecond'"
+
+
+# Staging rows carry times as integer microseconds (exact, and cheap to encode); NaN marks an
+# absent value on the wire and becomes NULL here.
+_INSERT = f"""
+WITH inserted AS (
+    INSERT INTO walkthrough_readings (
+        vehicle_id, ts, received_at, {", ".join(_FLOAT_COLUMNS)},
+        flag, segment_id, snap_distance_m, extra)
+    SELECT vehicle_id, {_us("ts_us")}, {_us("received_us")},
+           {", ".join(f"NULLIF({c}, 'NaN')" if c in _NULLABLE else c for c in _FLOAT_COLUMNS)},
+           flag, NULLIF(segment_id, -1), NULLIF(snap_distance_m, 'NaN'), extra::jsonb
+    FROM {_STAGING}
+    ORDER BY vehicle_id, ts_us
+    ON CONFLICT (vehicle_id, ts) DO NOTHING
+    RETURNING vehicle_id, ts
+)
+SELECT s.row_no
+FROM inserted i
+JOIN {_STAGING} s ON s.vehicle_id = i.vehicle_id AND {_us("s.ts_us")} = i.ts
+"""
+
+_CREATE_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
+    row_no integer NOT NULL,
+    vehicle_id text NOT NULL,
+    ts_us bigint NOT NULL,
+    received_us bigint NOT NULL,
+    {", ".join(f"{c} double precision" for c in _FLOAT_COLUMNS)},
+    flag char(1) NOT NULL,
+    segment_id bigint NOT NULL,
+    snap_distance_m double precision,
+    extra text
+) ON COMMIT DELETE ROWS
+"""
+_STAGED = Staging(_STAGING, _STAGING_COLUMNS, _CREATE_STAGING, _INSERT)
+
+
+async def insert_walkthrough(
+    conn: asyncpg.Connection,
+    batch: WalkthroughBatch,
+    segment_id: IntArray,
+    snap_distance_m: FloatArray,
+) -> npt.NDArray[np.intp]:
+    """Insert the batch; return the positions (into ``batch``) of rows that were new.
+
+    Must run inside the caller's transaction. A reading whose (vehicle_id, ts) is already
+    stored is skipped, so a redelivered message changes nothing.
+    """
+    if len(batch) == 0:
+        return np.empty(0, dtype=np.intp)
+    keep = first_of_each_key(batch.vehicle_id, batch.ts_us)
+    values = [
+        keep.tolist(),
+        batch.vehicle_id[keep].tolist(),
+        batch.ts_us[keep].tolist(),
+        batch.received_us[keep].tolist(),
+        *(getattr(batch, c)[keep].tolist() for c in _FLOAT_COLUMNS),
+        batch.flag[keep].tolist(),
+        segment_id[keep].tolist(),
+        snap_distance_m[keep].tolist(),
+        [json_text(e) for e in batch.extra[keep].tolist()],
+    ]
+    return await _STAGED.insert_new(conn, values)
+
+
+# --- thresholds ---------------------------------------------------------------------------
+
+_THRESHOLD_COLUMNS = (
+    "id, kind, pollutant, limit_value, unit, averaging, source, tier, severity, "
+    "effective_from, effective_to, confirmed, note, created_at"
+)
+
+
+async def load_thresholds(pool: asyncpg.Pool, kind: str) -> ThresholdTable:
+    """Every threshold row of vehicle kind ``kind``, as a :class:`ThresholdTable`."""
+    return ThresholdTable.from_rows(await list_thresholds(pool, kind=kind))
+
+
+async def list_thresholds(pool: asyncpg.Pool, *, kind: str | None = None) -> list[dict[str, Any]]:
+    """Threshold rows (of one kind, or all), by kind, pollutant, tier and effective date."""
+    rows = await pool.fetch(
+        f"SELECT {_THRESHOLD_COLUMNS} FROM thresholds WHERE $1::text IS NULL OR kind = $1 "
+        "ORDER BY kind, pollutant, tier, effective_from",
+        kind,
+    )
+    return [dict(r) for r in rows]
+
+
+async def create_threshold(
+    pool: asyncpg.Pool,
+    *,
+    kind: str,
+    pollutant: str,
+    limit_value: float,
+    unit: str,
+    averaging: str,
+    source: str,
+    tier: str = "limit",
+    severity: str = "warning",
+    effective_from: dt.date,
+    effective_to: dt.date | None = None,
+    confirmed: bool = True,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Add a threshold row effective over [effective_from, effective_to) and return it.
+
+    If the new row starts inside an open-ended row of the same kind, pollutant and tier, that
+    row is closed at ``effective_from`` in the same transaction. Note that a new row with an
+    ``effective_to`` then leaves no limit after that date until another row is added.
+
+    Raises :class:`ValidationError` for a non-positive limit or an empty date range, and
+    :class:`ConflictError` when the range overlaps any other row of the same key.
+    """
+    if not limit_value > 0:
+        raise ValidationError(f"limit_value must be positive, got {limit_value}")
+    check_range(effective_from, effective_to)
+    async with pool.acquire() as conn, conn.transaction():
+        # Serialize changes to one (kind, pollutant, tier): the overlap check below reads rows
+        # that a concurrent insert could otherwise invalidate.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))",
+            kind,
+            pollutant,
+            tier,
+        )
+        existing = await conn.fetch(
+            "SELECT id, effective_from, effective_to FROM thresholds "
+            "WHERE kind = $1 AND pollutant = $2 AND tier = $3 ORDER BY effective_from",
+            kind,
+            pollutant,
+            tier,
+        )
+        superseded = superseded_by(
+            existing,
+            effective_from,
+            effective_to,
+            key=f"{kind}/{pollutant}/{tier}",
+            noun="threshold",
+        )
+        if superseded is not None:
+            await conn.execute(
+                "UPDATE thresholds SET effective_to = $2 WHERE id = $1", superseded, effective_from
+            )
+        with constraint_errors():
+            created = await conn.fetchrow(
+                "INSERT INTO thresholds (kind, pollutant, limit_value, unit, averaging, source, "
+                "tier, severity, effective_from, effective_to, confirmed, note) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+                f"RETURNING {_THRESHOLD_COLUMNS}",
+                kind,
+                pollutant,
+                float(limit_value),
+                unit,
+                averaging,
+                source,
+                tier,
+                severity,
+                effective_from,
+                effective_to,
+                confirmed,
+                note,
+            )
+    assert created is not None
+    return dict(created)
+
+
+# --- tracks -------------------------------------------------------------------------------
+
+_UTC_ISO = """to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+_POINT_PROPERTIES = ", ".join(f"'{p}', NULLIF({p}, 'NaN')" for p in POLLUTANTS)
+
+# The whole FeatureCollection is built by the server as one JSON text: a day of 1 Hz points is
+# 86,400 features, which would otherwise cost a Python object and a validation per point.
+_TRACK = f"""
+    WITH points AS (
+        SELECT ts, lon, lat, segment_id, flag, {", ".join(POLLUTANTS)}
+        FROM walkthrough_readings
+        WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3
+        ORDER BY ts
+        LIMIT $4
+    ),
+    features AS (
+        SELECT 0 AS part, NULL::timestamptz AS ts,
+               json_build_object(
+                   'type', 'Feature',
+                   'geometry', json_build_object(
+                       'type', 'LineString',
+                       'coordinates', json_agg(json_build_array(lon, lat) ORDER BY ts)),
+                   'properties', json_build_object(
+                       'vehicle_id', $1::text, 'points', count(*),
+                       'first_ts', min({_UTC_ISO}), 'last_ts', max({_UTC_ISO}))
+               ) AS feature
+        FROM points
+        HAVING count(*) >= 2
+        UNION ALL
+        SELECT 1, ts,
+               json_build_object(
+                   'type', 'Feature',
+                   'geometry', json_build_object(
+                       'type', 'Point', 'coordinates', json_build_array(lon, lat)),
+                   'properties', json_build_object(
+                       'ts', {_UTC_ISO}, 'segment_id', segment_id, 'flag', flag,
+                       {_POINT_PROPERTIES}))
+        FROM points
+    )
+    SELECT (EXISTS (SELECT 1 FROM vehicles WHERE vehicle_id = $1)
+            OR EXISTS (SELECT 1 FROM walkthrough_readings WHERE vehicle_id = $1)) AS known,
+           json_build_object(
+               'type', 'FeatureCollection',
+               'features', COALESCE(
+                   (SELECT json_agg(feature ORDER BY part, ts) FROM features), '[]'::json)
+           )::text AS body
+"""
+
+
+async def track_geojson(
+    pool: asyncpg.Pool,
+    vehicle_id: str,
+    *,
+    since: datetime,
+    until: datetime,
+    max_points: int = 86_400,
+) -> str:
+    """The vehicle's track in ``[since, until)`` as GeoJSON FeatureCollection text.
+
+    The first feature is the path as a LineString (present when there are two points or
+    more); then one Point feature per reading in time order, with its ``ts`` (UTC),
+    ``segment_id``, ``flag`` and pollutant values, at most ``max_points`` of them.
+    :class:`NotFoundError` if the vehicle has never been seen.
+    """
+    row = await pool.fetchrow(_TRACK, vehicle_id, since, until, max_points)
+    assert row is not None
+    if not row["known"]:
+        raise NotFoundError(f"vehicle {vehicle_id!r} does not exist")
+    body: str = row["body"]
+    return body

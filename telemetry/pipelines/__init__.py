@@ -1,1 +1,0 @@
-"""One pipeline per vehicle kind: its record type, checks, storage and detection."""
