@@ -22,7 +22,7 @@ from simulators.publisher import Publisher
 from telemetry.geo import destination
 from telemetry.ingest.worker import IngestWorker
 from telemetry.kinds.emergency.pipeline import EmergencyPipeline
-from telemetry.kinds.emergency.repository import open_incident
+from telemetry.kinds.emergency.service import open_incident
 from telemetry.kinds.walkthrough.pipeline import WalkthroughPipeline
 from telemetry.settings import Settings
 

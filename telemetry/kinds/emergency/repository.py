@@ -27,23 +27,26 @@ from telemetry.columns import FloatArray, IntArray
 from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.geo import EARTH_RADIUS_M
 from telemetry.kinds.contract import Kind
-from telemetry.kinds.emergency.detection import MASS_UNITS, SEVERITIES, UNITS, assign_incidents
+from telemetry.kinds.emergency.detection import MASS_UNITS
 from telemetry.store.errors import constraint_errors
 from telemetry.store.staging import Staging, first_of_each_key, json_text
 
 __all__ = [
     "IncidentSet",
     "ReadingRows",
+    "assign_readings",
     "close_incident",
     "create_tier",
     "get_incident",
     "incident_readings",
     "incidents_during",
     "insert_emergency",
+    "insert_incident",
     "list_incidents",
     "list_substances",
     "list_tiers",
-    "open_incident",
+    "lock_incidents",
+    "unassigned_readings_near",
     "update_tier",
 ]
 
@@ -84,17 +87,6 @@ async def list_tiers(conn: asyncpg.Pool | asyncpg.Connection) -> list[dict[str, 
 _TIER_COLUMNS = (
     "id, substance, tier, limit_value, unit, averaging, severity, source, confirmed, note"
 )
-
-
-def _check_tier(limit_value: float, unit: str, severity: str, source: str) -> None:
-    if not (math.isfinite(limit_value) and limit_value > 0):
-        raise ValidationError(f"limit_value must be a positive number, got {limit_value}")
-    if unit not in UNITS:
-        raise ValidationError(f"unit {unit!r} is not one of {list(UNITS)}")
-    if severity not in SEVERITIES:
-        raise ValidationError(f"severity {severity!r} is not one of {list(SEVERITIES)}")
-    if not source.strip():
-        raise ValidationError("a tier needs its source")
 
 
 def _basis(unit: str) -> str:
@@ -154,12 +146,10 @@ async def create_tier(
     substance's tiers by concentration, whatever the order of adding. For a substance without
     a molar mass every tier must be in the same basis (volume or mass) as the others.
 
-    Raises :class:`ValidationError` for an unknown substance or a bad value, and
+    The values are checked by :func:`~telemetry.kinds.emergency.checks.check_tier` first.
+    Raises :class:`ValidationError` for an unknown substance or a unit of another basis, and
     :class:`ConflictError` when the substance already has a tier of that name.
     """
-    _check_tier(limit_value, unit, severity, source)
-    if not tier.strip() or not averaging.strip():
-        raise ValidationError("a tier needs a name and an averaging time")
     async with pool.acquire() as conn, conn.transaction():
         name = await conn.fetchval(
             "SELECT name FROM substances WHERE name = lower($1) "
@@ -204,10 +194,9 @@ async def update_tier(
     """Replace a tier's limit, unit, severity, source, confirmed flag and note; return the row.
     The substance, the tier's name and its averaging time stay.
 
-    Raises :class:`NotFoundError` for an unknown id and :class:`ValidationError` for a bad
-    value (as :func:`create_tier`).
+    Raises :class:`NotFoundError` for an unknown id and :class:`ValidationError` for a unit of
+    another basis (as :func:`create_tier`).
     """
-    _check_tier(limit_value, unit, severity, source)
     async with pool.acquire() as conn, conn.transaction():
         substance = await conn.fetchval(
             "SELECT substance FROM emergency_tiers WHERE id = $1", tier_id
@@ -460,9 +449,47 @@ def _bounding_box(lat: float, lon: float, radius_m: float) -> tuple[float, float
     return lat - dlat, lat + dlat, lon - dlon, lon + dlon
 
 
-async def _attach_stored_readings(conn: asyncpg.Connection, incident: dict[str, Any]) -> int:
-    """Give the new incident the readings already stored in its radius and window that belong
-    to no incident yet; returns how many rows it took."""
+async def lock_incidents(conn: asyncpg.Connection) -> None:
+    """Serialize opening and closing incidents with the ingest batches that read them (held to
+    the end of the caller's transaction)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+
+
+async def insert_incident(
+    conn: asyncpg.Connection,
+    *,
+    name: str,
+    lat: float,
+    lon: float,
+    started_at: dt.datetime | None,
+    radius_m: float,
+    suspected_substances: Sequence[str],
+    by: str,
+    note: str | None,
+) -> dict[str, Any]:
+    """Insert an incident (``started_at`` None: now); its id, place, radius and window."""
+    created = await conn.fetchrow(
+        "INSERT INTO incidents (name, lat, lon, started_at, radius_m, suspected_substances, "
+        "opened_by, note) VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7, $8) "
+        "RETURNING id, lat, lon, radius_m, started_at, closed_at",
+        name,
+        lat,
+        lon,
+        started_at,
+        radius_m,
+        [s.strip().lower() for s in suspected_substances],
+        by,
+        note,
+    )
+    assert created is not None
+    return dict(created)
+
+
+async def unassigned_readings_near(
+    conn: asyncpg.Connection, incident: dict[str, Any]
+) -> dict[str, npt.NDArray[Any]]:
+    """Stored readings of no incident inside the incident's window and the bounding box of its
+    radius, as columns: vehicle_id, ts_us, substance, lat, lon."""
     south, north, west, east = _bounding_box(incident["lat"], incident["lon"], incident["radius_m"])
     row = await conn.fetchrow(
         f"""
@@ -483,22 +510,27 @@ async def _attach_stored_readings(conn: asyncpg.Connection, incident: dict[str, 
         east,
     )
     assert row is not None
-    ts_us = np.array(row["ts_us"], dtype=np.int64)
-    if ts_us.shape[0] == 0:
-        return 0
-    match = assign_incidents(
-        np.array(row["lat"], dtype=np.float64),
-        np.array(row["lon"], dtype=np.float64),
-        ts_us,
-        incident_lat=np.array([incident["lat"]]),
-        incident_lon=np.array([incident["lon"]]),
-        radius_m=np.array([incident["radius_m"]]),
-        start_us=np.array([np.iinfo(np.int64).min]),  # the window was applied in SQL
-        end_us=np.array([_OPEN_END_US]),
-    )
-    inside = match.incident >= 0
-    if not inside.any():
-        return 0
+    return {
+        "vehicle_id": np.array(row["vehicle_id"], dtype=object),
+        "ts_us": np.array(row["ts_us"], dtype=np.int64),
+        "substance": np.array(row["substance"], dtype=object),
+        "lat": np.array(row["lat"], dtype=np.float64),
+        "lon": np.array(row["lon"], dtype=np.float64),
+    }
+
+
+async def assign_readings(
+    conn: asyncpg.Connection,
+    incident_id: int,
+    *,
+    vehicle_id: npt.NDArray[np.object_],
+    ts_us: IntArray,
+    substance: npt.NDArray[np.object_],
+    distance_m: FloatArray,
+    bearing_deg: FloatArray,
+) -> int:
+    """Give readings of no incident to ``incident_id``, with their distance and bearing from
+    its source; returns how many rows it took."""
     status = await conn.execute(
         f"""
         UPDATE emergency_readings r
@@ -508,52 +540,14 @@ async def _attach_stored_readings(conn: asyncpg.Connection, incident: dict[str, 
         WHERE r.vehicle_id = u.vehicle_id AND r.ts = {_us("u.ts_us")}
           AND r.substance = u.substance AND r.incident_id IS NULL
         """,
-        incident["id"],
-        np.array(row["vehicle_id"], dtype=object)[inside].tolist(),
-        ts_us[inside].tolist(),
-        np.array(row["substance"], dtype=object)[inside].tolist(),
-        match.distance_m[inside].tolist(),
-        match.bearing_deg[inside].tolist(),
+        incident_id,
+        vehicle_id.tolist(),
+        ts_us.tolist(),
+        substance.tolist(),
+        distance_m.tolist(),
+        bearing_deg.tolist(),
     )
     return int(status.split()[-1])
-
-
-async def open_incident(
-    pool: asyncpg.Pool,
-    *,
-    name: str,
-    lat: float,
-    lon: float,
-    started_at: dt.datetime | None,
-    radius_m: float = 5000.0,
-    suspected_substances: Sequence[str] = (),
-    by: str,
-    note: str | None = None,
-) -> dict[str, Any]:
-    """Open an incident (``started_at`` None: now) and return it.
-
-    Readings already stored inside its radius since ``started_at`` that belong to no other
-    incident become its readings (they count in its assessment; they raise no alerts after
-    the fact). Ingest batches after the commit assign new readings to it.
-    """
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-        created = await conn.fetchrow(
-            "INSERT INTO incidents (name, lat, lon, started_at, radius_m, suspected_substances, "
-            "opened_by, note) VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7, $8) "
-            "RETURNING id, lat, lon, radius_m, started_at, closed_at",
-            name,
-            lat,
-            lon,
-            started_at,
-            radius_m,
-            [s.strip().lower() for s in suspected_substances],
-            by,
-            note,
-        )
-        assert created is not None
-        await _attach_stored_readings(conn, dict(created))
-        return await get_incident(conn, created["id"])
 
 
 async def close_incident(
@@ -566,7 +560,7 @@ async def close_incident(
     to the incident, but raise no alerts.
     """
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+        await lock_incidents(conn)
         closed = await conn.fetchval(
             "UPDATE incidents SET closed_at = greatest(now(), started_at), closed_by = $2, "
             "note = coalesce($3, note) WHERE id = $1 AND closed_at IS NULL RETURNING id",

@@ -15,10 +15,10 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, status
 
 from telemetry.kinds.emergency import repository as store
+from telemetry.kinds.emergency import service
 from telemetry.kinds.emergency.detection import (
     Assessment,
     TierTable,
-    assess,
     sector_names,
     sector_polygon,
 )
@@ -53,7 +53,7 @@ async def open_incident(pool: PoolDep, body: IncidentOpen) -> Incident:
     """Open an incident. Emergency readings inside its radius from ``started_at`` on belong to
     it; readings already stored there are attached at once (they raise no alerts afterwards),
     and the ingest path applies it from its next batch."""
-    row = await store.open_incident(
+    row = await service.open_incident(
         pool,
         name=body.name,
         lat=body.lat,
@@ -98,7 +98,13 @@ async def get_assessment(
     """The rapid assessment: per substance, the maximum and latest concentration by distance
     ring and direction sector from the source, the worst tier per cell, the sectors reaching
     each tier and the farthest distance each tier is exceeded at."""
-    incident, result, tiers = await _assess(pool, incident_id, query)
+    incident, result, tiers = await service.assess_incident(
+        pool,
+        incident_id,
+        substance=query.substance,
+        rings_km=query.rings(),
+        sectors=query.sectors,
+    )
     return _assessment_model(incident, result, tiers)
 
 
@@ -108,7 +114,13 @@ async def get_assessment_geojson(
 ) -> dict[str, Any]:
     """The assessment as a GeoJSON FeatureCollection: the source point, then one polygon per
     substance and non-empty ring × sector, with its readings, max, latest and worst tier."""
-    incident, result, tiers = await _assess(pool, incident_id, query)
+    incident, result, tiers = await service.assess_incident(
+        pool,
+        incident_id,
+        substance=query.substance,
+        rings_km=query.rings(),
+        sectors=query.sectors,
+    )
     body = _assessment_model(incident, result, tiers)
     features: list[dict[str, Any]] = [
         {
@@ -149,10 +161,7 @@ async def get_assessment_geojson(
 
 async def _tiers(pool: PoolDep) -> list[Tier]:
     """Every tier, with the severity its alerts carry."""
-    rows = await store.list_tiers(pool)
-    substances = {s["name"]: s["molar_mass_g_mol"] for s in await store.list_substances(pool)}
-    molar_mass = {k: v for k, v in substances.items() if v is not None}
-    table = TierTable.from_rows(rows, molar_mass)
+    rows, table = await service.tier_table(pool)
     return [
         Tier.model_validate(r | {"alert_severity": table.severity[i]}) for i, r in enumerate(rows)
     ]
@@ -179,7 +188,7 @@ async def add_tier(pool: PoolDep, body: TierCreate) -> Tier:
     Ingest workers apply the change at their next refresh, every
     min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; readings
     already stored keep their alerts."""
-    row = await store.create_tier(pool, **body.model_dump())
+    row = await service.add_tier(pool, **body.model_dump())
     return await _tier(pool, row["id"])
 
 
@@ -191,7 +200,7 @@ async def change_tier(pool: PoolDep, tier_id: Annotated[int, Path(ge=1)], body: 
     Ingest workers apply the change at their next refresh, every
     min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; readings
     already stored keep their alerts."""
-    row = await store.update_tier(pool, tier_id, **body.model_dump())
+    row = await service.change_tier(pool, tier_id, **body.model_dump())
     return await _tier(pool, row["id"])
 
 
@@ -202,23 +211,6 @@ async def get_substances(pool: PoolDep) -> list[Substance]:
 
 
 # --- assessment ------------------------------------------------------------------------------
-
-
-async def _assess(
-    pool: PoolDep, incident_id: int, query: AssessmentQuery
-) -> tuple[dict[str, Any], Assessment, TierTable]:
-    incident = await store.get_incident(pool, incident_id)
-    substances = await store.list_substances(pool)
-    molar_mass = {
-        s["name"]: s["molar_mass_g_mol"] for s in substances if s["molar_mass_g_mol"] is not None
-    }
-    tiers = TierTable.from_rows(await store.list_tiers(pool), molar_mass)
-    readings = await store.incident_readings(pool, incident_id)
-    if query.substance is not None:
-        wanted = readings["substance"] == query.substance.lower()
-        readings = {name: column[wanted] for name, column in readings.items()}
-    result = assess(**readings, tiers=tiers, rings_km=query.rings(), sectors=query.sectors)
-    return incident, result, tiers
 
 
 def _time(us: int) -> dt.datetime:

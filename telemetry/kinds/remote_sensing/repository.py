@@ -22,7 +22,7 @@ from telemetry.alerts.exceedance import Exceedance
 from telemetry.columns import FloatArray, IntArray
 from telemetry.errors import NotFoundError, ValidationError
 from telemetry.kinds.remote_sensing.detection import MEASURED_COLUMNS, RS_POLLUTANTS, Judgement
-from telemetry.kinds.remote_sensing.record import FUEL_TYPES, RemoteSensingBatch
+from telemetry.kinds.remote_sensing.record import RemoteSensingBatch
 from telemetry.store.errors import constraint_errors
 from telemetry.store.staging import Staging, first_of_each_key, json_text
 from telemetry.store.versions import check_range, superseded_by
@@ -124,24 +124,6 @@ async def list_limits(
     return [dict(r) for r in rows]
 
 
-def _check_limit(fuel_type: str, pollutant: str, limit_value: float, unit: str) -> None:
-    if pollutant not in RS_POLLUTANTS:
-        raise ValidationError(
-            f"unknown remote-sensing pollutant {pollutant!r}; one of {sorted(RS_POLLUTANTS)}"
-        )
-    column, expected = RS_POLLUTANTS[pollutant]
-    if unit != expected:
-        raise ValidationError(
-            f"{pollutant} is compared with {column} in {expected!r}: the limit's unit must be "
-            f"{expected!r}, not {unit!r}"
-        )
-    if fuel_type == "unknown" or fuel_type not in FUEL_TYPES:
-        known = [f for f in FUEL_TYPES if f != "unknown"]
-        raise ValidationError(f"fuel_type {fuel_type!r} has no limits; one of {known}")
-    if not (math.isfinite(limit_value) and limit_value > 0):
-        raise ValidationError(f"limit_value must be a positive number, got {limit_value}")
-
-
 async def create_limit(
     pool: asyncpg.Pool,
     *,
@@ -164,12 +146,10 @@ async def create_limit(
     ``'unknown'``. If the new row starts inside an open-ended row of the same fuel type and
     pollutant, that row is closed at ``effective_from`` in the same transaction.
 
-    Raises :class:`ValidationError` for a bad pollutant, unit, fuel type, limit or date range,
-    and :class:`ConflictError` when the range overlaps another row of the same key.
+    The values are checked by :func:`~telemetry.kinds.remote_sensing.checks.check_limit`
+    first. Raises :class:`ValidationError` for a bad date range, and :class:`ConflictError`
+    when the range overlaps another row of the same key.
     """
-    _check_limit(fuel_type, pollutant, limit_value, unit)
-    if not source.strip():
-        raise ValidationError("a limit needs its source")
     check_range(effective_from, effective_to)
     async with pool.acquire() as conn, conn.transaction():
         # Serialize changes to one (fuel type, pollutant): the overlap check reads rows that a

@@ -4,21 +4,17 @@ uses."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
-import asyncpg
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from telemetry.errors import NotFoundError, ValidationError
 from telemetry.kinds.remote_sensing import repository as store
+from telemetry.kinds.remote_sensing import service
 from telemetry.kinds.remote_sensing.detection import (
     RS_POLLUTANTS,
-    RuleParams,
-    cst_month,
-    month_start_us,
 )
 from telemetry.kinds.remote_sensing.record import normalise_plate
 from telemetry.web import PoolDep, TimeWindow, decode_cursor, encode_cursor
@@ -281,14 +277,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     return when, int(row_id)
 
 
-async def _window_start(pool: asyncpg.Pool) -> datetime:
-    """00:00 CST on the first day of the earliest calendar month of the rule's window."""
-    rule = RuleParams.from_rows((await store.load_reference(pool)).rule)
-    month = int(cst_month([time.time_ns() // 1000])[0]) - (rule.window_months - 1)
-    start_us = int(month_start_us([month])[0])
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=start_us)
-
-
 def _high_emitter(row: dict[str, Any], window_start: datetime) -> HighEmitter:
     return HighEmitter.model_validate({**row, "current": row["last_confirmed_at"] >= window_start})
 
@@ -317,7 +305,7 @@ async def get_plate(
     statuses = await store.high_emitter_status(pool, normalised)
     if not passes and not statuses:
         raise NotFoundError(f"no remote-sensing pass of plate {normalised}")
-    start = await _window_start(pool)
+    start = await service.rule_window_start(pool, datetime.now(UTC))
     items = [_high_emitter(s, start) for s in statuses]
     return PlateReport(
         plate=normalised,
@@ -332,7 +320,7 @@ async def list_high_emitters(
     pool: PoolDep, query: Annotated[HighEmitterQuery, Query()]
 ) -> HighEmitterPage:
     """Plates confirmed as high emitters, latest confirmation first; follow ``next_cursor``."""
-    start = await _window_start(pool)
+    start = await service.rule_window_start(pool, datetime.now(UTC))
     after = _decode_cursor(query.cursor) if query.cursor is not None else None
     rows = await store.list_high_emitters(
         pool,
@@ -417,7 +405,7 @@ async def add_limit(pool: PoolDep, body: LimitCreate) -> Limit:
     Ingest workers apply the change at their next refresh, every
     min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; passes
     already stored keep their judgement."""
-    row = await store.create_limit(pool, **body.model_dump())
+    row = await service.add_limit(pool, **body.model_dump())
     return Limit.model_validate(row)
 
 

@@ -1,0 +1,135 @@
+"""Emergency rules that read stored state: opening an incident over readings already stored,
+the tier table, tier changes, and an incident's rapid assessment.
+
+Routes call these; these call the repository and the pure detection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from telemetry.kinds.emergency import repository
+from telemetry.kinds.emergency.checks import check_tier
+from telemetry.kinds.emergency.detection import Assessment, TierTable, assess, assign_incidents
+
+__all__ = ["add_tier", "assess_incident", "change_tier", "open_incident", "tier_table"]
+
+_ALWAYS_US = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
+
+
+async def open_incident(
+    pool: asyncpg.Pool,
+    *,
+    name: str,
+    lat: float,
+    lon: float,
+    started_at: dt.datetime | None,
+    radius_m: float = 5000.0,
+    suspected_substances: Sequence[str] = (),
+    by: str,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Open an incident (``started_at`` None: now) and return it.
+
+    Readings already stored inside its radius since ``started_at`` that belong to no other
+    incident become its readings (they count in its assessment; they raise no alerts after
+    the fact). Ingest batches after the commit assign new readings to it.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await repository.lock_incidents(conn)
+        incident = await repository.insert_incident(
+            conn,
+            name=name,
+            lat=lat,
+            lon=lon,
+            started_at=started_at,
+            radius_m=radius_m,
+            suspected_substances=suspected_substances,
+            by=by,
+            note=note,
+        )
+        near = await repository.unassigned_readings_near(conn, incident)
+        if near["ts_us"].shape[0]:
+            match = assign_incidents(
+                near["lat"],
+                near["lon"],
+                near["ts_us"],
+                incident_lat=np.array([incident["lat"]]),
+                incident_lon=np.array([incident["lon"]]),
+                radius_m=np.array([incident["radius_m"]]),
+                start_us=np.array([_ALWAYS_US[0]]),  # the window was applied in SQL
+                end_us=np.array([_ALWAYS_US[1]]),
+            )
+            inside = match.incident >= 0
+            if inside.any():
+                await repository.assign_readings(
+                    conn,
+                    incident["id"],
+                    vehicle_id=near["vehicle_id"][inside],
+                    ts_us=near["ts_us"][inside],
+                    substance=near["substance"][inside],
+                    distance_m=match.distance_m[inside],
+                    bearing_deg=match.bearing_deg[inside],
+                )
+        return await repository.get_incident(conn, incident["id"])
+
+
+async def tier_table(
+    conn: asyncpg.Pool | asyncpg.Connection,
+) -> tuple[list[dict[str, Any]], TierTable]:
+    """Every tier row, and the table built from them with the substances' molar masses."""
+    rows = await repository.list_tiers(conn)
+    molar_mass = {
+        s["name"]: s["molar_mass_g_mol"]
+        for s in await repository.list_substances(conn)
+        if s["molar_mass_g_mol"] is not None
+    }
+    return rows, TierTable.from_rows(rows, molar_mass)
+
+
+async def add_tier(pool: asyncpg.Pool, **fields: Any) -> dict[str, Any]:
+    """Check a new tier's values, then add it (see :func:`repository.create_tier`)."""
+    check_tier(
+        limit_value=fields["limit_value"],
+        unit=fields["unit"],
+        severity=fields["severity"],
+        source=fields["source"],
+        tier=fields["tier"],
+        averaging=fields["averaging"],
+    )
+    return await repository.create_tier(pool, **fields)
+
+
+async def change_tier(pool: asyncpg.Pool, tier_id: int, **fields: Any) -> dict[str, Any]:
+    """Check a tier's new values, then store them (see :func:`repository.update_tier`)."""
+    check_tier(
+        limit_value=fields["limit_value"],
+        unit=fields["unit"],
+        severity=fields["severity"],
+        source=fields["source"],
+    )
+    return await repository.update_tier(pool, tier_id, **fields)
+
+
+async def assess_incident(
+    pool: asyncpg.Pool,
+    incident_id: int,
+    *,
+    substance: str | None,
+    rings_km: Sequence[float],
+    sectors: int,
+) -> tuple[dict[str, Any], Assessment, TierTable]:
+    """The incident, its rapid assessment (optionally of one substance) and the tiers used."""
+    incident = await repository.get_incident(pool, incident_id)
+    _, tiers = await tier_table(pool)
+    readings = await repository.incident_readings(pool, incident_id)
+    if substance is not None:
+        wanted = readings["substance"] == substance.lower()
+        readings = {name: column[wanted] for name, column in readings.items()}
+    result = assess(**readings, tiers=tiers, rings_km=rings_km, sectors=sectors)
+    return incident, result, tiers
