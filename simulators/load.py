@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import asyncpg
 import numpy as np
 
+from simulators.fleet import Fleet, tick_readings
 from simulators.network import FloatArray, RoadNetwork
 from simulators.plume import Plumes, Source
 from simulators.publisher import Publisher, encode, topic_for
-from simulators.walkthrough import Fleet, tick_readings
 from telemetry.errors import TelemetryError, ValidationError
 from telemetry.settings import Settings
 

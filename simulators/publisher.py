@@ -20,7 +20,7 @@ import msgspec
 from gmqtt import Client, Message
 from gmqtt.storage import PersistentStorage
 
-from simulators.walkthrough import Fleet, Reading
+from simulators.fleet import Fleet, Reading
 from telemetry.errors import TelemetryError
 from telemetry.kinds.contract import Kind
 from telemetry.settings import MqttEndpoint

@@ -195,9 +195,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def run(settings: Settings, args: argparse.Namespace) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     """Publish the site's passes once a second until Ctrl-C or ``--duration-s``; returns the
     exit status."""
+    return asyncio.run(_run(settings, args))
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.site is not None:
             lon, lat = args.site

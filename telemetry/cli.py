@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError as SettingsError
 
@@ -76,21 +77,8 @@ def _cmd_roads_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from simulators.cli import run
-
-    return run(settings, args)
-
-
-def _cmd_simulate_remote_sensing(settings: Settings, args: argparse.Namespace) -> int:
-    from simulators.remote_sensing import run
-
-    return asyncio.run(run(settings, args))
-
-
-def _cmd_simulate_emergency(settings: Settings, args: argparse.Namespace) -> int:
-    from simulators.emergency import run
-
-    return run(settings, args)
+    simulator: Any = args.simulator
+    return int(simulator.run(settings, args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,26 +113,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.set_defaults(func=_cmd_roads_import)
 
-    from simulators.cli import add_arguments
+    from simulators import emergency, remote_sensing, walkthrough
 
-    simulate = sub.add_parser("simulate", help="drive simulated vehicles over MQTT (and load-test)")
-    add_arguments(simulate)
-    simulate.set_defaults(func=_cmd_simulate)
-
-    from simulators import emergency as emergency_sim
-    from simulators import remote_sensing as remote_sensing_sim
-
-    rs = sub.add_parser(
-        "simulate-remote-sensing",
-        help="a roadside remote-sensing vehicle measuring passing traffic (some high emitters)",
-    )
-    remote_sensing_sim.add_arguments(rs)
-    rs.set_defaults(func=_cmd_simulate_remote_sensing)
-    em = sub.add_parser(
-        "simulate-emergency", help="an emergency vehicle surveying a plume around an incident"
-    )
-    emergency_sim.add_arguments(em)
-    em.set_defaults(func=_cmd_simulate_emergency)
+    # One simulator per kind; each module has add_arguments(parser) and run(settings, args).
+    for command, simulator, text in (
+        (
+            "simulate",
+            walkthrough,
+            "drive simulated walk-through vehicles over MQTT (and load-test)",
+        ),
+        (
+            "simulate-remote-sensing",
+            remote_sensing,
+            "a roadside remote-sensing vehicle measuring passing traffic (some high emitters)",
+        ),
+        (
+            "simulate-emergency",
+            emergency,
+            "an emergency vehicle surveying a plume around an incident",
+        ),
+    ):
+        sim = sub.add_parser(command, help=text)
+        simulator.add_arguments(sim)
+        sim.set_defaults(func=_cmd_simulate, simulator=simulator)
     return parser
 
 
