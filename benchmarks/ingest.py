@@ -2,7 +2,8 @@
 
 Starts the project's own Mosquitto (deploy/mosquitto/mosquitto.conf) on a free loopback port,
 creates a scratch database, imports the demo road network, runs one ingest worker process and
-`telemetry simulate --load` against it, prints the load report, and cleans everything up.
+`telemetry simulate --load` against it, prints the load report with the CPU each reading cost
+the ingest process and the broker, and cleans everything up.
 
     .venv/bin/python -m benchmarks.ingest --rate 20000 --count 200000
 
@@ -72,6 +73,12 @@ async def _drop(admin_url: str, name: str) -> None:
         await conn.close()
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=20_000, help="target readings/s")
@@ -109,6 +116,7 @@ def main() -> int:
             ingest = subprocess.Popen([*telemetry, "ingest"], env=env, stdout=log, stderr=log)
         time.sleep(2.0)  # let the worker connect and subscribe before the stream starts
         print(f"ingest: 1 process; broker: project Mosquitto on port {port}; database: {name}")
+        cpu_before = (_cpu_s(ingest.pid), _cpu_s(broker.pid))
         result = subprocess.run(
             [
                 *telemetry,
@@ -124,6 +132,14 @@ def main() -> int:
                 str(args.vehicles),
             ],
             env=env,
+        )
+        ingest_s, broker_s = (
+            _cpu_s(p) - b for p, b in zip((ingest.pid, broker.pid), cpu_before, strict=True)
+        )
+        us = 1e6 / args.count
+        print(
+            f"  CPU per reading         ingest {ingest_s * us:.1f} µs (total {ingest_s:.2f} s), "
+            f"broker {broker_s * us:.1f} µs"
         )
         return result.returncode
     finally:

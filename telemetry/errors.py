@@ -9,6 +9,7 @@ __all__ = [
     "RoadNetworkError",
     "TelemetryError",
     "UnavailableError",
+    "UnsupportedLibraryError",
     "ValidationError",
 ]
 
@@ -35,3 +36,7 @@ class RoadNetworkError(TelemetryError):
 
 class UnavailableError(TelemetryError):
     """A dependency (the database, the broker) cannot be reached right now."""
+
+
+class UnsupportedLibraryError(TelemetryError):
+    """An installed library is not the version that the project's use of it was written for."""

@@ -15,16 +15,58 @@ from typing import Any, Protocol
 
 import gmqtt
 import numpy as np
+from gmqtt.mqtt.connection import MQTTConnection
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50
-from gmqtt.mqtt.handler import MQTTConnectError
+from gmqtt.mqtt.handler import MQTTConnectError, MqttPackageHandler
+from gmqtt.mqtt.protocol import MQTTProtocol
 
+from telemetry.errors import UnsupportedLibraryError
 from telemetry.kinds.contract import Message
 from telemetry.metrics import MQTT_CONNECTED
 from telemetry.settings import Settings
 
-__all__ = ["Intake", "MqttConsumer"]
+__all__ = ["SUPPORTED_GMQTT", "Intake", "MqttConsumer", "check_gmqtt_internals"]
 
 log = logging.getLogger(__name__)
+
+#: The gmqtt releases whose internals the hooks below were written against and tested with.
+SUPPORTED_GMQTT = "0.8"
+#: What the hooks replace or call: gmqtt dispatches an incoming packet to the handler's
+#: ``_handle_<command>_packet`` looked up by name, its PUBLISH handler calls
+#: ``_handle_qos_1_publish_packet``, and PUBACKs are written through the connection's protocol.
+_HOOKED: tuple[tuple[type[Any], str], ...] = (
+    (gmqtt.Client, "_package_handler"),
+    (gmqtt.Client, "_connection"),
+    (MqttPackageHandler, "_handle_publish_packet"),
+    (MqttPackageHandler, "_handle_qos_1_publish_packet"),
+    (MQTTConnection, "_protocol"),
+    (MQTTProtocol, "write_data"),
+)
+
+
+def _defines(cls: type[Any], name: str) -> bool:
+    """A class attribute of ``cls``, or an attribute its ``__init__`` assigns."""
+    init = getattr(cls.__init__, "__code__", None)
+    return hasattr(cls, name) or (init is not None and name in init.co_names)
+
+
+def check_gmqtt_internals(
+    version: str, hooked: tuple[tuple[type[Any], str], ...] = _HOOKED
+) -> None:
+    """Stop with :class:`UnsupportedLibraryError` unless gmqtt is the supported release and
+    has every internal the hooks use: a renamed method would leave a hook silently unused
+    (then nothing is acknowledged, or messages are acknowledged before their commit)."""
+    if version.split(".")[:2] != SUPPORTED_GMQTT.split("."):
+        raise UnsupportedLibraryError(
+            f"gmqtt {version} is installed; the ingest worker hooks gmqtt internals and supports "
+            f"gmqtt {SUPPORTED_GMQTT}.x only"
+        )
+    for cls, name in hooked:
+        if not _defines(cls, name):
+            raise UnsupportedLibraryError(
+                f"gmqtt {version}: {cls.__qualname__} has no {name!r}, which the ingest worker "
+                f"hooks; install gmqtt {SUPPORTED_GMQTT}.x"
+            )
 
 
 class Intake(Protocol):
@@ -39,6 +81,7 @@ class MqttConsumer:
         self._settings = settings
         self._intake = intake
         self._generation = 0
+        check_gmqtt_internals(gmqtt.__version__)
         client = gmqtt.Client(
             settings.mqtt_client_id,
             clean_session=False,
