@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from gmqtt import Client
 
+from simulators.fleet import BACKGROUND, Fleet
 from simulators.network import RoadNetwork, network_from_geojson
 from simulators.plume import Plumes, Source, parse_source
 from simulators.publisher import Publisher, drive_fleet, encode, topic_for
-from simulators.walkthrough import BACKGROUND, Fleet
 from telemetry.errors import RoadNetworkError, ValidationError
 from telemetry.kinds.walkthrough.record import WalkthroughReading
 from telemetry.settings import MqttEndpoint
