@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -46,6 +46,35 @@ async def _drop(name: str) -> None:
     await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def _disconnect_all(conn: asyncpg.Connection, name: str) -> None:
+    """End every other session on database ``name``, waiting up to 5 s for each to exit."""
+    await conn.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+        " WHERE datname = $1 AND pid <> pg_backend_pid()",
+        name,
+    )
+
+
+async def _clone(template: str, name: str) -> None:
+    """CREATE DATABASE ``name`` TEMPLATE ``template``, which needs the template to have no
+    other session, retrying briefly while one still does."""
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        for attempt in range(5):
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                return
+            except asyncpg.ObjectInUseError:
+                # "source database is being accessed by other users": a session that attached
+                # before the template was closed to connections (a TimescaleDB scheduler).
+                # CREATE DATABASE has already waited 5 s for it; end it and try again.
+                if attempt == 4:
+                    raise
+                await _disconnect_all(conn, template)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def template_db() -> Iterator[str]:
     """A migrated database that every test's database is cloned from."""
@@ -54,6 +83,16 @@ def template_db() -> Iterator[str]:
     async def setup() -> None:
         await _admin(f'CREATE DATABASE "{name}"')
         await migrate(_url_for(name))
+        # TimescaleDB's background scheduler connects to every database with the extension,
+        # and CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template
+        # (timescaledb issue 4048). Closed to connections, nothing new can attach to it; a
+        # database that allows no connections can still be cloned and dropped.
+        conn = await asyncpg.connect(ADMIN_URL)
+        try:
+            await conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await _disconnect_all(conn, name)
+        finally:
+            await conn.close()
 
     asyncio.run(setup())
     yield name
@@ -64,7 +103,22 @@ def template_db() -> Iterator[str]:
 def database_url(template_db: str) -> Iterator[str]:
     """A fresh, migrated database for one test; dropped afterwards."""
     name = f"telemetry_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    asyncio.run(_clone(template_db, name))
+    yield _url_for(name)
+    asyncio.run(_drop(name))
+
+
+@pytest.fixture
+def clone_database() -> Callable[[str, str], Awaitable[None]]:
+    """The coroutine function ``database_url`` clones the template with, for tests of it."""
+    return _clone
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A fresh database with nothing in it (not migrated); dropped afterwards."""
+    name = f"telemetry_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     yield _url_for(name)
     asyncio.run(_drop(name))
 
