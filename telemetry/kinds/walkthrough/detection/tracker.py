@@ -19,7 +19,7 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.columns import FloatArray, IntArray
+from telemetry.columns import Columns, FloatArray, IntArray
 from telemetry.kinds.walkthrough.detection.passes import find_passes
 from telemetry.kinds.walkthrough.record import POLLUTANTS, WalkthroughBatch
 
@@ -27,7 +27,7 @@ __all__ = ["PassStats", "advance", "fragments"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class PassStats:
+class PassStats(Columns):
     """Passes with running statistics, one row per pass; per-pollutant columns follow
     :data:`telemetry.kinds.walkthrough.record.POLLUTANTS`."""
 
@@ -40,12 +40,6 @@ class PassStats:
     n: FloatArray  # (passes, pollutants): finite values
     total: FloatArray  # their sum
     peak: FloatArray  # their maximum (NaN: none)
-
-    def __len__(self) -> int:
-        return int(self.first_us.shape[0])
-
-    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Self:
-        return type(self)(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def mean(self) -> FloatArray:
         return np.divide(self.total, self.n, out=np.full(self.n.shape, np.nan), where=self.n > 0)
