@@ -17,6 +17,7 @@ from api.routers import api_v1, health
 from telemetry.db import create_pool
 from telemetry.kinds.registry import KINDS
 from telemetry.settings import Settings
+from telemetry.web import ERROR_CODES, error_responses
 
 __all__ = ["create_app"]
 
@@ -28,6 +29,23 @@ CONNECT_TIMEOUT_S = 10.0
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 
+#: What every resource route may answer besides its own errors: an invalid request, and the
+#: database being unreachable. (Routes add their 400, 404 and 409.)
+COMMON_ERRORS = error_responses(422, 503)
+
+_ERROR_ROWS = "".join(
+    f"| {status} | `{code}` | {text} |\n" for status, (code, text) in ERROR_CODES.items()
+)
+DESCRIPTION = f"""Alerts, vehicles and road segments from environmental monitoring vehicles.
+
+Every error, on every route (an unknown route and a method a route lacks included), answers
+`{{"error": code, "detail": message}}`, with one code per status; a 422 from validating the
+request adds `errors`, one item per problem.
+
+| status | error | meaning |
+|---|---|---|
+{_ERROR_ROWS}"""
+
 _UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -36,16 +54,16 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="Vehicle telemetry",
         version=telemetry.__version__,
-        description="Alerts, vehicles and road segments from environmental monitoring vehicles.",
+        description=DESCRIPTION,
         docs_url="/docs",
         lifespan=_lifespan,
     )
     app.state.resources = Resources(settings=settings)
     install_error_handlers(app)
-    app.include_router(api_v1)
+    app.include_router(api_v1, responses=COMMON_ERRORS)
     app.include_router(health.router)
     for spec in KINDS:
-        app.include_router(spec.router)
+        app.include_router(spec.router, responses=COMMON_ERRORS)
     return app
 
 
@@ -91,9 +109,19 @@ async def _start_worker(resources: Resources) -> None:
     from telemetry.ingest.worker import IngestWorker
 
     assert resources.pool is not None
-    worker = IngestWorker(resources.settings, resources.pool)
+    worker = IngestWorker(
+        resources.settings, resources.pool, on_failure=lambda why: _ingest_failed(resources, why)
+    )
     await worker.start()
     resources.worker = worker
+
+
+def _ingest_failed(resources: Resources, why: str) -> None:
+    """The worker stopped working: /healthz says so (503) from now on, and the owner of the
+    process (``telemetry serve``) is told to stop it, so that it is restarted."""
+    resources.ingest_error = f"ingest worker failed: {why}"
+    if resources.on_ingest_failure is not None:
+        resources.on_ingest_failure(why)
 
 
 async def _keep_connecting(resources: Resources) -> None:

@@ -7,6 +7,7 @@ reads the resources whole.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,7 +27,9 @@ class Resources:
     """The resources of one app instance, opened and closed by its lifespan.
 
     ``pool`` is None until the database has been reached (``database_error`` says why not);
-    ``worker`` is None unless ingest is enabled and started (``ingest_error`` says why not).
+    ``worker`` is None unless ingest is enabled and started (``ingest_error`` says why not,
+    or why the worker failed once it ran). ``on_ingest_failure`` is called with the reason
+    when a running worker fails (``telemetry serve`` stops the server then).
     """
 
     settings: Settings
@@ -35,6 +38,7 @@ class Resources:
     database_error: str | None = None
     ingest_error: str | None = None
     connector: asyncio.Task[None] | None = None  # retries the database while it is unreachable
+    on_ingest_failure: Callable[[str], None] | None = None
 
 
 def get_resources(request: Request) -> Resources:

@@ -1,17 +1,21 @@
-"""The one place where domain errors become HTTP responses.
+"""The one place where errors become HTTP responses.
 
-Every error body has the shape ``{"error": code, "detail": message}``. Errors outside the
-mapping are not translated: they stay server errors and reach the log with their traceback.
+Every error answer, whatever raised it, has the body :class:`telemetry.web.ErrorBody`:
+``{"error": code, "detail": message}`` with one code per status (``telemetry.web.ERROR_CODES``),
+plus ``errors`` when the request failed validation. Domain errors map by type; the framework's
+own answers (no such route, a method the route lacks, an unreadable body) keep their status.
+Other exceptions stay server errors: they answer 500 ``internal`` and reach the log with their
+traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from telemetry.errors import (
     ConflictError,
@@ -20,39 +24,90 @@ from telemetry.errors import (
     UnavailableError,
     ValidationError,
 )
+from telemetry.web import ERROR_CODES, ErrorBody, ErrorCode, ErrorItem
 
-__all__ = ["install_error_handlers"]
+__all__ = ["STATUS", "error_response", "install_error_handlers"]
 
 
-#: Domain error → (HTTP status, stable error code); subclasses take their base's entry. Other
-#: domain errors (e.g. RoadNetworkError) are not client-facing and stay server errors.
-STATUS: dict[type[TelemetryError], tuple[int, str]] = {
-    NotFoundError: (404, "not_found"),
-    ConflictError: (409, "conflict"),
-    ValidationError: (422, "invalid"),
-    UnavailableError: (503, "unavailable"),
+#: Domain error → HTTP status; subclasses take their base's entry. Other domain errors (e.g.
+#: RoadNetworkError) are not client-facing and stay server errors.
+STATUS: dict[type[TelemetryError], int] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    ValidationError: 422,
+    UnavailableError: 503,
 }
 
 
-def _handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+def _text(value: object) -> str:
+    # Input may carry lone surrogates (JSON escapes allow them); they cannot be sent as UTF-8.
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def error_response(
+    status: int,
+    detail: str,
+    *,
+    errors: list[ErrorItem] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The error body for ``status``: its code, ``detail`` and the validation ``errors``."""
+    body = ErrorBody(error=_code(status), detail=_text(detail), errors=errors)
+    return JSONResponse(
+        body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers
+    )
+
+
+def _code(status: int) -> ErrorCode:
+    if status not in ERROR_CODES:
+        status = 400 if status < 500 else 500
+    return ERROR_CODES[status][0]
+
+
+def _domain(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": code, "detail": str(exc)}, status_code=status)
+        return error_response(status, str(exc))
 
     return handle
 
 
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    detail = "; ".join(
-        f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
-    )
-    body = {"error": "invalid_request", "detail": detail, "errors": errors}
-    return JSONResponse(jsonable_encoder(body), status_code=422)
+    items = [
+        ErrorItem(
+            loc=[part if isinstance(part, int) else _text(part) for part in e.get("loc", ())],
+            msg=_text(e.get("msg", "")),
+            type=_text(e.get("type", "")),
+        )
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(str(p) for p in item.loc)}: {item.msg}" for item in items)
+    return error_response(422, detail, errors=items)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        detail = f"no route {where}"
+    elif exc.status_code == 405:
+        headers = exc.headers or {}
+        allowed = next((v for k, v in headers.items() if k.lower() == "allow"), "")
+        detail = f"{where} is not allowed; allowed: {allowed}"
+    else:
+        detail = exc.detail
+    return error_response(exc.status_code, detail, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette logs the traceback and re-raises after this answer is sent.
+    return error_response(500, "internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the domain-error and request-validation handlers on ``app``."""
-    for error, (status, code) in STATUS.items():
-        app.add_exception_handler(error, _handler(status, code))
+    """Register the handlers that turn every error into :class:`ErrorBody` on ``app``."""
+    for error, status in STATUS.items():
+        app.add_exception_handler(error, _domain(status))
     app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

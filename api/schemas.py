@@ -9,10 +9,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from telemetry.kinds.contract import Kind
-from telemetry.web import LineString, QueryModel, TimeWindow
+from telemetry.web import (
+    BIGINT_MAX,
+    BodyModel,
+    LineString,
+    Name,
+    Note,
+    QueryModel,
+    Text,
+    TimeWindow,
+    Who,
+)
 
 __all__ = [
     "Alert",
@@ -34,8 +44,6 @@ __all__ = [
 ]
 
 AlertStatus = Literal["open", "acknowledged", "resolved"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Note = Annotated[str, StringConstraints(max_length=2000)]
 
 
 # --- query models --------------------------------------------------------------------------
@@ -48,9 +56,11 @@ class AlertQuery(TimeWindow):
     kind: Kind | None = None
     pollutant: Name | None = None
     vehicle: Name | None = None
-    segment: int | None = Field(None, ge=1)
+    segment: int | None = Field(None, ge=1, le=BIGINT_MAX)
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        None, description="the previous page's next_cursor"
+    )
 
 
 class VehicleQuery(QueryModel):
@@ -67,7 +77,7 @@ class SegmentQuery(QueryModel):
 class DeadLetterQuery(QueryModel):
     reason: Name | None = None
     kind: Name | None = None
-    before_id: int | None = Field(None, ge=1)
+    before_id: int | None = Field(None, ge=1, le=BIGINT_MAX)
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -115,12 +125,10 @@ class AlertPage(BaseModel):
     )
 
 
-class AlertAction(BaseModel):
+class AlertAction(BodyModel):
     """Who acknowledges or resolves an alert, and why."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    by: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    by: Who
     note: Note | None = None
 
 
@@ -207,3 +215,6 @@ class Check(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, Check]
+    # Seconds the oldest received, not yet committed and acknowledged message has waited
+    # (null when none waits, or when this process does not ingest).
+    oldest_unacked_age_s: float | None = None

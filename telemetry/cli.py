@@ -54,7 +54,22 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.no_ingest:
         settings = settings.model_copy(update={"ingest_enabled": False})
     app = create_app(settings)
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="info")
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="info")
+    )
+    failed: list[str] = []
+
+    def stop_serving(why: str) -> None:
+        # The ingest worker failed: shut down (gracefully) and exit non-zero so that the
+        # supervisor restarts the process; /healthz answers 503 until the server stops.
+        failed.append(why)
+        server.should_exit = True
+
+    app.state.resources.on_ingest_failure = stop_serving
+    server.run()
+    if failed:
+        log.error("stopped: ingest worker failed: %s", failed[0])
+        return 1
     return 0
 
 

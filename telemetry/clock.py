@@ -12,10 +12,26 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["CST", "CST_OFFSET_US", "Timestamp", "cst_midnight_us", "ts_us"]
+__all__ = [
+    "CST",
+    "CST_OFFSET_US",
+    "MAX_EPOCH_MS",
+    "EpochMs",
+    "Timestamp",
+    "cst_midnight_us",
+    "ts_us",
+]
 
 #: A record's measurement time: RFC 3339 with a UTC offset, or epoch milliseconds (an int).
 Timestamp = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+#: The largest epoch-millisecond magnitude a record may carry: the integers a JSON producer
+#: represents exactly (2^53 - 1, about 285,000 years). Within it, microseconds and their
+#: differences from now fit in int64 (no overflow, no silent wrap-around in numpy), so an
+#: absurd time is dead-lettered by the clock checks or, beyond it, by the decoder (schema).
+MAX_EPOCH_MS = 2**53 - 1
+#: Epoch milliseconds, as the contract's integer form of ``ts``.
+EpochMs = Annotated[int, msgspec.Meta(ge=-MAX_EPOCH_MS, le=MAX_EPOCH_MS)]
 
 #: China Standard Time, the time zone of the standards' effective dates.
 CST = dt.timezone(dt.timedelta(hours=8), "CST")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConflictError",
+    "IngestFailedError",
     "NotFoundError",
     "RoadNetworkError",
     "TelemetryError",
@@ -40,3 +41,9 @@ class UnavailableError(TelemetryError):
 
 class UnsupportedLibraryError(TelemetryError):
     """An installed library is not the version that the project's use of it was written for."""
+
+
+class IngestFailedError(TelemetryError):
+    """The ingest worker stopped working (a long-lived task died, or failures no single
+    message explains): the process should exit and be restarted; the broker redelivers
+    whatever was not acknowledged."""

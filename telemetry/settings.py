@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     batch_max_age_ms: Positive = 200.0
     batch_retry_max_s: Positive = 30.0
     shutdown_drain_s: Positive = 10.0
+    # /healthz fails while a received message has waited longer than this for its commit
+    # and acknowledgement: connected but committing nothing is not healthy.
+    health_max_unacked_age_s: Positive = 60.0
 
     max_payload_bytes: int = Field(256 * 1024, ge=1024)
     max_readings_per_message: int = Field(3_600, ge=1)

@@ -3,31 +3,68 @@
 The app lifespan (``api.app``) owns the resources and keeps them in ``app.state.resources``;
 routes reach the settings and the database pool only through the dependencies below. Query
 models compose (a time window, a page) and are validated as a whole; cursors are opaque.
+
+Input is refused at the edge, before it reaches PostgreSQL: text never holds NUL (which
+PostgreSQL's text cannot store) or lone surrogates, ids and cursors fit their columns, times
+fit what both Python and PostgreSQL can represent, and body numbers are finite. The error body
+every route answers with, and the OpenAPI ``responses`` that document it, are defined here too,
+so that the kinds' routers need nothing from ``api``; ``api.errors`` maps errors to them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Literal, Protocol, Self
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Protocol, Self
 
 import asyncpg
-from fastapi import Depends, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
+from fastapi import Depends, Path, Request
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from telemetry.errors import UnavailableError, ValidationError
 from telemetry.settings import Settings
 
 __all__ = [
+    "BIGINT_MAX",
+    "ERROR_CODES",
+    "INTEGER_MAX",
+    "MAX_TIME",
+    "MIN_TIME",
+    "TEXT_PATTERN",
     "AppResources",
+    "BigintId",
+    "BodyModel",
+    "ErrorBody",
+    "ErrorCode",
+    "ErrorItem",
+    "IntegerId",
+    "LimitValue",
     "LineString",
+    "Name",
+    "Note",
     "Point",
     "PoolDep",
     "QueryModel",
     "SettingsDep",
+    "Text",
     "TimeWindow",
+    "Timestamp",
+    "Who",
+    "cursor_id",
+    "cursor_time",
     "decode_cursor",
     "encode_cursor",
+    "error_responses",
     "get_pool",
     "get_settings",
 ]
@@ -64,17 +101,119 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
+# --- the error body --------------------------------------------------------------------------
+
+ErrorCode = Literal[
+    "bad_request",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "invalid",
+    "internal",
+    "unavailable",
+]
+
+#: HTTP status → the one ``error`` code answered with it, and what it means.
+ERROR_CODES: dict[int, tuple[ErrorCode, str]] = {
+    400: ("bad_request", "the body could not be read (e.g. JSON that is not UTF-8)"),
+    404: ("not_found", "the named resource, or the route, does not exist"),
+    405: ("method_not_allowed", "the route exists but not with this method (see Allow)"),
+    409: ("conflict", "the request conflicts with the current state"),
+    422: (
+        "invalid",
+        "a parameter or the body is invalid: malformed, out of range, an unknown parameter,"
+        " or a combination the operation's description rules out",
+    ),
+    500: ("internal", "an unexpected server error (logged)"),
+    503: ("unavailable", "the database cannot be reached right now"),
+}
+
+
+class ErrorItem(BaseModel):
+    """One problem with a request: where it is, what is wrong, and its kind."""
+
+    loc: list[str | int] = Field(description="e.g. ['query', 'limit'] or ['body', 'lat']")
+    msg: str
+    type: str = Field(description="the validation error's kind, e.g. less_than_equal")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable ``error`` code (one per HTTP status) and a message."""
+
+    error: ErrorCode
+    detail: str = Field(description="for people; do not parse")
+    errors: list[ErrorItem] | None = Field(
+        None, description="each problem, on a 422 from validating the request"
+    )
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` declaring the error body for ``statuses``."""
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": f"`{ERROR_CODES[status][0]}`: {ERROR_CODES[status][1]}",
+        }
+        for status in statuses
+    }
+
+
+# --- bounded input ---------------------------------------------------------------------------
+
+#: Text without NUL. (A pattern-constrained string also refuses lone surrogates, which JSON
+#: escapes can produce and which cannot be encoded as UTF-8.)
+TEXT_PATTERN = r"^[^\x00]*$"
+#: Ids of ``bigint`` and ``integer`` columns (see migrations/).
+BIGINT_MAX = 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+#: Times must lie within these (UTC), a day inside what Python's datetime can hold, so that
+#: converting an offset or moving a window by a day cannot overflow.
+MIN_TIME = datetime(1, 1, 2, tzinfo=UTC)
+MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
+
+Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
+Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Who = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Note = Annotated[Text, StringConstraints(max_length=2000)]
+
+#: A limit in its own unit, bounded so that unit conversions and exceedance multiples
+#: (C − S) / S stay finite; wider than any concentration a standard sets.
+LimitValue = Annotated[float, Field(ge=1e-9, le=1e9, description="from 1e-9 to 1e9")]
+
+BigintId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+IntegerId = Annotated[int, Path(ge=1, le=INTEGER_MAX)]
+
+
+def _within_range(value: datetime) -> datetime:
+    if not MIN_TIME <= value <= MAX_TIME:
+        raise ValueError(f"must lie between {MIN_TIME.date()} and {MAX_TIME.date()} (UTC)")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_within_range)]
+
+
 class QueryModel(BaseModel):
     """Base of query-string models: unknown parameters are an error, not ignored."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, allow_inf_nan=False)
+
+
+class BodyModel(BaseModel):
+    """Base of request bodies: unknown fields are an error, numbers must be finite."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TimeWindow(QueryModel):
     """An optional window ``[since, until)``; times must carry a UTC offset."""
 
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Timestamp | None = Field(
+        None, description="with a UTC offset, from 0001-01-02 to 9999-12-30; before until"
+    )
+    until: Timestamp | None = Field(
+        None, description="exclusive, with a UTC offset, from 0001-01-02 to 9999-12-30"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -100,6 +239,29 @@ def decode_cursor(listing: str, cursor: str, parts: int) -> list[str]:
     if body == raw or len(values) != parts:
         raise ValidationError(f"invalid cursor {cursor!r}")
     return values
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def cursor_id(cursor: str, value: str, maximum: int = BIGINT_MAX) -> int:
+    """The row id ``value`` of ``cursor``, or :class:`ValidationError` unless it is an id
+    between 1 and ``maximum``."""
+    if _DIGITS.fullmatch(value) is None or not 1 <= int(value) <= maximum:
+        raise ValidationError(f"invalid cursor {cursor!r}")
+    return int(value)
+
+
+def cursor_time(cursor: str, value: str) -> datetime:
+    """The time ``value`` of ``cursor`` (ISO 8601 with an offset, within
+    :data:`MIN_TIME`..:data:`MAX_TIME`), or :class:`ValidationError`."""
+    try:
+        when = datetime.fromisoformat(value)
+        if when.tzinfo is None:
+            raise ValueError(value)
+        return _within_range(when)
+    except ValueError:
+        raise ValidationError(f"invalid cursor {cursor!r}") from None
 
 
 # --- GeoJSON geometries ----------------------------------------------------------------------

@@ -44,6 +44,7 @@ async def test_healthz_is_ok_when_the_database_answers(client: httpx.AsyncClient
     assert response.json() == {
         "status": "ok",
         "checks": {"database": {"status": "ok", "detail": None}},
+        "oldest_unacked_age_s": None,
     }
 
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from api.schemas import Alert, AlertAction, AlertPage, AlertQuery
 from telemetry.alerts import repository as store
-from telemetry.errors import ValidationError
-from telemetry.web import PoolDep, decode_cursor, encode_cursor
+from telemetry.web import (
+    BigintId,
+    PoolDep,
+    cursor_id,
+    decode_cursor,
+    encode_cursor,
+    error_responses,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
-
-AlertId = Annotated[int, Path(ge=1)]
 
 
 @router.get("", response_model=AlertPage)
@@ -39,28 +43,28 @@ async def list_alerts(pool: PoolDep, query: Annotated[AlertQuery, Query()]) -> A
     return AlertPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{alert_id}", response_model=Alert)
-async def get_alert(pool: PoolDep, alert_id: AlertId) -> Alert:
+@router.get("/{alert_id}", response_model=Alert, responses=error_responses(404))
+async def get_alert(pool: PoolDep, alert_id: BigintId) -> Alert:
     """One alert."""
     return Alert.model_validate(await store.get_alert(pool, alert_id))
 
 
-@router.post("/{alert_id}/ack", response_model=Alert)
-async def acknowledge_alert(pool: PoolDep, alert_id: AlertId, action: AlertAction) -> Alert:
-    """Acknowledge an open alert; 409 if it is already acknowledged or resolved."""
+@router.post("/{alert_id}/ack", response_model=Alert, responses=error_responses(400, 404, 409))
+async def acknowledge_alert(pool: PoolDep, alert_id: BigintId, action: AlertAction) -> Alert:
+    """Acknowledge an open alert; 404 if there is none, 409 if it is already acknowledged or
+    resolved."""
     row = await store.acknowledge_alert(pool, alert_id, by=action.by, note=action.note)
     return Alert.model_validate(row)
 
 
-@router.post("/{alert_id}/resolve", response_model=Alert)
-async def resolve_alert(pool: PoolDep, alert_id: AlertId, action: AlertAction) -> Alert:
-    """Resolve an open or acknowledged alert; 409 if it is already resolved."""
+@router.post("/{alert_id}/resolve", response_model=Alert, responses=error_responses(400, 404, 409))
+async def resolve_alert(pool: PoolDep, alert_id: BigintId, action: AlertAction) -> Alert:
+    """Resolve an open or acknowledged alert; 404 if there is none, 409 if it is already
+    resolved."""
     row = await store.resolve_alert(pool, alert_id, by=action.by, note=action.note)
     return Alert.model_validate(row)
 
 
 def _decode_cursor(cursor: str) -> int:
     [value] = decode_cursor("alerts", cursor, 1)
-    if not value.isdigit() or int(value) < 1:
-        raise ValidationError(f"invalid cursor {cursor!r}")
-    return int(value)
+    return cursor_id(cursor, value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -10,6 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from api.deps import Resources, ResourcesDep
 from api.schemas import Check, Health
 from telemetry.db import ping
+
+if TYPE_CHECKING:
+    from telemetry.ingest.worker import IngestWorker
 
 __all__ = ["router"]
 
@@ -42,19 +47,43 @@ def _check_mqtt(resources: Resources) -> Check:
     return OK
 
 
+def _check_ingest(resources: Resources, worker: IngestWorker, age_s: float | None) -> Check:
+    """Failed when the worker has failed, or when a received message has waited longer than
+    the limit for its commit (connected but committing nothing)."""
+    if worker.failure is not None:
+        return Check(status="failed", detail=f"ingest worker failed: {worker.failure}")
+    limit = resources.settings.health_max_unacked_age_s
+    if age_s is not None and age_s > limit:
+        return Check(
+            status="failed",
+            detail=(
+                f"the oldest unacknowledged message has waited {age_s:.1f} s for its commit "
+                f"(limit {limit:g} s, TELEMETRY_HEALTH_MAX_UNACKED_AGE_S)"
+            ),
+        )
+    return OK
+
+
 @router.get(
     "/healthz",
     response_model=Health,
     responses={503: {"model": Health, "description": "a dependency is failing"}},
 )
 async def health(resources: ResourcesDep) -> JSONResponse:
-    """200 when the database answers and, if ingest runs here, the broker is connected;
-    503 naming each failing dependency and why otherwise."""
+    """200 when the database answers and, if ingest runs here, the broker is connected, the
+    worker runs and no received message has waited past TELEMETRY_HEALTH_MAX_UNACKED_AGE_S
+    for its commit; 503 naming each failing check and why otherwise."""
     checks = {"database": await _check_database(resources)}
+    age_s = None
     if resources.settings.ingest_enabled:
         checks["mqtt"] = _check_mqtt(resources)
+        if resources.worker is not None:  # else the mqtt check says why there is none
+            age_s = resources.worker.oldest_unacked_age_s()
+            checks["ingest"] = _check_ingest(resources, resources.worker, age_s)
     healthy = all(c.status == "ok" for c in checks.values())
-    body = Health(status="ok" if healthy else "unavailable", checks=checks)
+    body = Health(
+        status="ok" if healthy else "unavailable", checks=checks, oldest_unacked_age_s=age_s
+    )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
 
 

@@ -37,6 +37,7 @@ class Batcher:
         self._max_age_s = max_age_s
         self._pending: list[Message] = []
         self._tokens: list[Any] = []
+        self._inflight: Sequence[Message] = ()  # the batch being flushed
         self._wake = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
@@ -45,6 +46,21 @@ class Batcher:
     def depth(self) -> int:
         """Messages received and not yet committed."""
         return len(self._pending)
+
+    @property
+    def oldest_received_us(self) -> int | None:
+        """Arrival time (epoch µs) of the oldest message not yet acknowledged, if any."""
+        # Batches are flushed in arrival order: the batch in flight holds the oldest.
+        if self._inflight:
+            return self._inflight[0].received_us
+        if self._pending:
+            return self._pending[0].received_us
+        return None
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The flush loop (None before :meth:`start`); its owner supervises it."""
+        return self._task
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batcher")
@@ -83,8 +99,10 @@ class Batcher:
             batch, tokens = self._pending, self._tokens
             self._pending, self._tokens = [], []
             QUEUE_DEPTH.set(len(batch))
+            self._inflight = batch
             await self._flush(batch)
             self._acknowledge(tokens)
+            self._inflight = ()
             QUEUE_DEPTH.set(len(self._pending))
 
     async def close(self, *, drain_s: float) -> None:

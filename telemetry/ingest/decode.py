@@ -3,11 +3,24 @@
 The hot path decodes with msgspec (several times faster than pydantic here); pydantic stays
 for the API and settings. Each kind names its record type (a ``msgspec.Struct``); unknown
 fields of a record are kept, not dropped.
+
+Nothing a message holds escapes as an exception: whatever cannot be decoded is a dead letter
+with its reason, and an unexpected exception while decoding one message is that message's
+dead letter (``unprocessable``, with the exception's class), never the batch's.
+
+Duplicate keys in a JSON object are a ``schema`` error (msgspec, like most decoders, would
+keep the last value). msgspec cannot report them, so they are ruled out by counting: every
+``:`` in a JSON text ends a key or stands inside a string, so if the payload's count of
+``:`` equals a lower bound of (distinct keys + colons inside strings) of what was decoded,
+no key occurs twice. The bound is ``len(dict)`` for a flat object (one ``bytes.count`` and a
+``len`` per message), else the colons of the decoded value re-encoded (only without
+backslash escapes, which could hide a colon); a payload neither proves is parsed once more
+with a duplicate-detecting parser.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +34,88 @@ __all__ = ["Decoded", "Decoder"]
 
 
 def _strict_decoder(record_type: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:
-    strict = type(record_type.__name__, (record_type,), {}, forbid_unknown_fields=True)
+    # omit_defaults: re-encoded, a record shows only fields that must have been sent (a
+    # lower bound of its keys, for the duplicate-key proof).
+    strict = type(
+        record_type.__name__, (record_type,), {}, forbid_unknown_fields=True, omit_defaults=True
+    )
     return msgspec.json.Decoder(strict | list[strict])  # type: ignore[valid-type]
 
 
 _json = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
+#: What msgspec raises on input it refuses, besides its own errors: invalid UTF-8 inside a
+#: string escapes as UnicodeDecodeError, deep nesting as RecursionError.
+_UNDECODABLE = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+
+
+def _typed_without_duplicates(payload: bytes, typed: Any) -> bool:
+    """True if the strictly decoded ``typed`` provably had no duplicate key (see module doc).
+    Fields left at their default and nulls are not counted, so a payload that sends them
+    is not proven here and takes the generic path, which proves it."""
+    if b"\\" in payload:
+        return False
+    encoded = _encoder.encode(typed)
+    # A nested struct's None field (an emergency gas without sensor) is encoded ":null"
+    # although it may not have been sent: not counted.
+    return payload.count(b":") == encoded.count(b":") - encoded.count(b":null")
+
+
+def _raw_without_duplicates(payload: bytes, raw: Any) -> bool:
+    """True if the generically decoded ``raw`` provably had no duplicate key."""
+    colons = payload.count(b":")
+    # Top-level keys only: a lower bound that is exact for the usual flat record.
+    flat = len(raw) if type(raw) is dict else sum(len(i) for i in raw if type(i) is dict)
+    if colons == flat:
+        return True
+    return b"\\" not in payload and colons == _encoder.encode(raw).count(b":")
+
+
+class _Pairs(dict[str, Any]):
+    """A JSON object as parsed by :func:`_duplicate_keys`; ``duplicate`` names a repeated
+    key."""
+
+    duplicate: str | None = None
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Pairs:
+    obj = _Pairs(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                obj.duplicate = key
+                break
+            seen.add(key)
+    return obj
+
+
+def _first_duplicate(value: Any) -> str | None:
+    if isinstance(value, _Pairs):
+        if value.duplicate is not None:
+            return value.duplicate
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            found = _first_duplicate(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _duplicate_keys(payload: bytes, indexed: bool) -> dict[int | None, str]:
+    """The repeated key of the payload (``None``) or of each array element (its index) that
+    has one, parsed exactly; the slow path, for payloads the counting cannot clear."""
+    parsed = json.loads(payload, object_pairs_hook=_pairs)
+    if not indexed:
+        found = _first_duplicate(parsed)
+        return {} if found is None else {None: found}
+    out: dict[int | None, str] = {}
+    for i, item in enumerate(parsed):
+        found = _first_duplicate(item)
+        if found is not None:
+            out[i] = found
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +153,35 @@ class Decoder:
         self.dead: list[DeadLetter] = []
 
     def decode(self, messages: Sequence[Message]) -> Decoded:
+        """Records per kind and dead letters; raises nothing on account of a message."""
         self.rows, self.dead = {}, []
         if len(self.with_extras) > self._MAX_REMEMBERED:
             self.with_extras.clear()
+        dead = self.dead
         for m_index, msg in enumerate(messages):
-            self._decode_one(m_index, msg)
+            mark = len(dead)
+            try:
+                self._decode_one(m_index, msg)
+            except Exception as exc:
+                self._unprocessable(m_index, msg, exc, mark)
         return Decoded(rows={k: v for k, v in self.rows.items() if len(v)}, dead=self.dead)
+
+    def _unprocessable(self, m_index: int, msg: Message, exc: Exception, mark: int) -> None:
+        """Undo what a message whose decoding raised had added, and dead-letter it whole."""
+        for rows in self.rows.values():
+            if rows.message_of and rows.message_of[-1] == m_index:
+                cut = len(rows.message_of)
+                while cut and rows.message_of[cut - 1] == m_index:
+                    cut -= 1
+                rows.truncate(cut)
+        del self.dead[mark:]
+        try:
+            kind: Kind | None
+            kind, vehicle_id = parse_topic(msg.topic, self.topic_prefix)
+        except TopicError:
+            kind, vehicle_id = None, None
+        detail = f"{type(exc).__name__}: {exc}"
+        self._reject(msg, kind, vehicle_id, "unprocessable", detail)
 
     def _decode_one(self, m_index: int, msg: Message) -> None:
         try:
@@ -91,15 +203,29 @@ class Decoder:
             return
         typed = None
         if msg.topic not in self.with_extras:
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            try:
                 typed = self.strict[kind].decode(msg.payload)
-        if typed is not None and (not isinstance(typed, list) or 0 < len(typed) <= self.max_items):
+            except _UNDECODABLE:
+                typed = None  # the generic path says why
+        if (
+            typed is not None
+            and (not isinstance(typed, list) or 0 < len(typed) <= self.max_items)
+            and _typed_without_duplicates(msg.payload, typed)
+        ):
             self._accept(kind, vehicle_id, m_index, msg, typed)
             return
         try:
             raw = _json.decode(msg.payload)
-        except msgspec.DecodeError as exc:
+        except msgspec.ValidationError as exc:
+            # Valid JSON syntax, but a number beyond a double's range (1e400). Caught first:
+            # ValidationError is a DecodeError.
+            reject("out_of_range", f"a number is too large to represent: {exc}")
+            return
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             reject("malformed_json", f"payload is not valid UTF-8 JSON: {exc}")
+            return
+        except RecursionError:
+            reject("schema", "payload is nested deeper than any record")
             return
 
         if isinstance(raw, dict):
@@ -119,6 +245,12 @@ class Decoder:
             reject("schema", f"payload must be a record object or an array of them, not {name}")
             return
 
+        duplicates: dict[int | None, str] = {}
+        # The usual flat object is cleared inline (no call); anything else by the helper.
+        if (indexed or msg.payload.count(b":") != len(raw)) and not _raw_without_duplicates(
+            msg.payload, raw
+        ):
+            duplicates = _duplicate_keys(msg.payload, indexed)
         rows = self.rows.get(kind)
         if rows is None:
             rows = self.rows[kind] = KindRows()
@@ -129,6 +261,10 @@ class Decoder:
                 reject(
                     "schema", f"record must be an object, not {type(item).__name__}", item_no, item
                 )
+                continue
+            if duplicates and item_no in duplicates:
+                key = duplicates[item_no]
+                reject("schema", f"duplicate key {key!r} in a JSON object", item_no, item)
                 continue
             try:
                 record = msgspec.convert(item, record_type)

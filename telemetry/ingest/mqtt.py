@@ -114,6 +114,12 @@ class MqttConsumer:
     def connected(self) -> bool:
         return bool(self._client.is_connected)
 
+    @property
+    def connector(self) -> asyncio.Task[None] | None:
+        """The task connecting to the broker (None before :meth:`start`); it ends once
+        connected, after which gmqtt reconnects by itself."""
+        return self._connecting
+
     def _on_publish(self, cmd: int, packet: bytes) -> None:
         # PUBLISH variable header: topic (2-byte length + UTF-8), packet id, property length.
         if cmd & 0x06 == 0x02 and len(packet) > 4:

@@ -3,6 +3,13 @@
 One worker runs inside one asyncio process; its owner (``run_worker`` or the API's lifespan)
 creates the pool, starts the worker and stops it. Start more workers with the same
 ``TELEMETRY_MQTT_SHARE_GROUP`` (and distinct client ids) to scale out.
+
+Failures are contained to the smallest unit that explains them: a reading (its checks, its
+conversion into columns), then a message (its decoding; a commit that fails for it alone),
+then the batch (retried while the database is unavailable). What cannot be processed is
+dead-lettered and acknowledged, so nothing behind it waits. A long-lived task that dies anyway
+makes the worker *failed*: its owner logs why and stops the process (the broker redelivers
+whatever was not acknowledged, so a restart is safe).
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ from telemetry import metrics
 from telemetry.alerts.episodes import auto_resolve, record_exceedances
 from telemetry.alerts.exceedance import Exceedance
 from telemetry.db import create_pool
+from telemetry.errors import IngestFailedError
 from telemetry.ingest.batcher import Batcher
 from telemetry.ingest.decode import Decoder
+from telemetry.ingest.failures import Failure, classify, describe
 from telemetry.ingest.mqtt import MqttConsumer
 from telemetry.kinds import registry
-from telemetry.kinds.checks import Limits
-from telemetry.kinds.contract import Kind, KindPipeline, Message, Outcome
+from telemetry.kinds.checks import CheckResult, Limits
+from telemetry.kinds.contract import Kind, KindPipeline, KindRows, Message, Outcome
 from telemetry.settings import Settings
 from telemetry.store.deadletter import DeadLetter, insert_dead_letters
 
@@ -38,19 +47,17 @@ __all__ = ["IngestWorker", "run_worker"]
 
 log = logging.getLogger(__name__)
 
-# The database is unreachable or overloaded: retry the same batch.
-_TRANSIENT = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
-# Something in the data was refused: find the message and dead-letter it.
-_DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+#: Tries of a batch whose commit fails in a way nobody classified (see ingest/failures.py)
+#: before it is taken apart to find the message that causes it.
+_UNKNOWN_TRIES = 3
+#: Messages dead-lettered in a row as ``unprocessable`` by the commit, with no commit storing
+#: anything in between: past this the cause is not in the messages (a bug, a missing
+#: migration) and the worker stops rather than dead-letter the whole stream.
+_MAX_UNEXPLAINED = 20
+#: ``telemetry_messages_total{kind}`` for a topic whose kind is none of ours: labels stay
+#: bounded whatever topics vehicles publish to.
+_UNKNOWN_KIND = "unknown"
+_KIND_LABELS = frozenset(k.value for k in Kind)
 
 
 #: How often kinds get to judge what fell due without input (see KindPipeline.idle).
@@ -75,8 +82,14 @@ class IngestWorker:
         settings: Settings,
         pool: asyncpg.Pool,
         pipelines: Iterable[KindPipeline[Any, Any]] | None = None,
+        *,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_failure = on_failure
+        self.failure: str | None = None  # why the worker stopped working, once it has
+        self._failed = asyncio.Event()
+        self._unexplained = 0
         self._pool = pool
         chosen = registry.pipelines(settings) if pipelines is None else pipelines
         self._pipelines: dict[Kind, KindPipeline[Any, Any]] = {p.kind: p for p in chosen}
@@ -109,6 +122,21 @@ class IngestWorker:
     def queue_depth(self) -> int:
         return self._batcher.depth
 
+    def oldest_unacked_age_s(self, now_us: int | None = None) -> float | None:
+        """How long the oldest message received and not yet acknowledged has waited (None
+        when every received message is acknowledged)."""
+        oldest = self._batcher.oldest_received_us
+        if oldest is None:
+            return None
+        now_us = _now_us() if now_us is None else now_us
+        return max(0.0, (now_us - oldest) / 1e6)
+
+    async def failed(self) -> str:
+        """Wait until the worker has failed; the reason (also in :attr:`failure`)."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
+
     async def start(self) -> None:
         await self.refresh()
         self._batcher.start()
@@ -122,6 +150,29 @@ class IngestWorker:
             ),
             asyncio.create_task(self._every(_IDLE_TICK_S, self._idle), name="idle-tick"),
         ]
+        for task in (self._batcher.task, self._consumer.connector, *self._tasks):
+            if task is not None:
+                task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A long-lived task ended: unless we are stopping (or the connector has connected),
+        the worker no longer works. Say why, once, and tell the owner."""
+        if self._stopping or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None and task is self._consumer.connector:
+            return  # connected; gmqtt reconnects by itself from here
+        what = describe(exc) if exc is not None else "ended unexpectedly"
+        self._fail(f"{task.get_name()} task died: {what}", exc)
+
+    def _fail(self, why: str, exc: BaseException | None = None) -> None:
+        if self.failure is not None:
+            return
+        self.failure = why
+        log.error("ingest worker failed: %s", why, exc_info=exc)
+        self._failed.set()
+        if self._on_failure is not None:
+            self._on_failure(why)
 
     async def stop(self) -> None:
         """Ordered shutdown: stop intake, commit what is pending within the drain deadline
@@ -136,8 +187,8 @@ class IngestWorker:
         try:
             # Judge what is still in progress (drive passes) rather than drop it.
             await self._idle(now_us=_END_OF_TIME_US)
-        except (*_TRANSIENT, asyncpg.PostgresError) as exc:
-            log.warning("could not judge the passes in progress at shutdown: %r", exc)
+        except Exception as exc:
+            log.warning("could not judge the passes in progress at shutdown: %s", describe(exc))
         await self._consumer.stop()
 
     async def refresh(self) -> None:
@@ -170,9 +221,11 @@ class IngestWorker:
             await asyncio.sleep(period_s)
             try:
                 await job()
-            except _TRANSIENT as exc:
-                log.warning("%s failed (%r); next try in %.0f s", job.__name__, exc, period_s)
-            except Exception:
+            except Exception as exc:
+                if classify(exc) is Failure.TRANSIENT:
+                    why = describe(exc)
+                    log.warning("%s failed (%s); next try in %.0f s", job.__name__, why, period_s)
+                    continue
                 # A periodic job must outlive a bug or a missing migration: one failed run
                 # is logged and the next one tries again.
                 log.exception("%s failed; next try in %.0f s", job.__name__, period_s)
@@ -180,24 +233,9 @@ class IngestWorker:
     # -- the batch path --------------------------------------------------------------------
 
     async def _flush(self, messages: Sequence[Message]) -> None:
-        """Commit ``messages``; retry while the database is unavailable; isolate messages the
-        database refuses (dead-lettered as db_rejected) so one cannot block the others."""
+        """Commit ``messages`` (see :meth:`_commit_resilient`), then account for them."""
         started = time.perf_counter()
-        delay = 0.2
-        while True:
-            try:
-                await self._commit_isolating(messages)
-                break
-            except _TRANSIENT as exc:
-                metrics.DB_RETRIES.inc()
-                if self._stopping:
-                    raise
-                n = len(messages)
-                log.warning(
-                    "database unavailable (%r); retrying %d messages in %.1f s", exc, n, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._settings.batch_retry_max_s)
+        await self._commit_resilient(messages)
         self.committed_messages += len(messages)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(len(messages))
@@ -216,23 +254,109 @@ class IngestWorker:
     def _acknowledge(self, tokens: Sequence[object]) -> None:
         self._consumer.acknowledge(tokens)
 
+    async def _commit_resilient(self, messages: Sequence[Message]) -> None:
+        """Commit ``messages`` whatever happens, by the failure's class (ingest/failures.py):
+        transient → retry the same batch with back-off for as long as it takes (its
+        acknowledgements wait); data → bisect (in :meth:`_commit_isolating`); unknown →
+        a few tries, then take the batch apart and dead-letter the messages that fail alone.
+        Raises only while stopping, or when failures no message explains
+        (:class:`IngestFailedError`)."""
+        delay = 0.2
+        unknown_tries = 0
+        while True:
+            try:
+                await self._commit_isolating(messages)
+                return
+            except IngestFailedError:
+                raise
+            except Exception as exc:
+                failure = classify(exc)
+                if failure is Failure.TRANSIENT:
+                    metrics.DB_RETRIES.inc()
+                    if self._stopping:
+                        raise
+                    log.warning(
+                        "database unavailable (%s); retrying %d messages in %.1f s",
+                        describe(exc),
+                        len(messages),
+                        delay,
+                    )
+                else:
+                    unknown_tries += 1
+                    if unknown_tries >= _UNKNOWN_TRIES:
+                        log.warning(
+                            "a batch of %d messages failed %d times (%s); isolating the "
+                            "message that causes it",
+                            len(messages),
+                            unknown_tries,
+                            describe(exc),
+                        )
+                        await self._isolate_unknown(messages)
+                        return
+                    metrics.DB_RETRIES.inc()
+                    log.warning("commit failed (%s); retrying in %.1f s", describe(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.batch_retry_max_s)
+
     async def _commit_isolating(self, messages: Sequence[Message]) -> None:
+        """Commit; when the database refuses a value (data failure), bisect and dead-letter
+        the message that carries it as ``db_rejected``. Other failures propagate."""
         try:
             await self._commit(messages)
-        except _DATA as exc:
+        except Exception as exc:
+            if classify(exc) is not Failure.DATA:
+                raise
             if len(messages) > 1:
                 half = len(messages) // 2
                 await self._commit_isolating(messages[:half])
                 await self._commit_isolating(messages[half:])
                 return
+            log.warning("database refused a message on %s: %s", messages[0].topic, exc)
+            await self._dead_letter_message(messages[0], "db_rejected", str(exc))
+
+    async def _isolate_unknown(self, messages: Sequence[Message]) -> None:
+        """Bisect a batch whose commit keeps failing unexplained, one try per part: a message
+        that fails alone is dead-lettered ``unprocessable``. Transient failures propagate
+        (the whole batch is retried; what was already committed is idempotent)."""
+        try:
+            await self._commit_isolating(messages)
+            return
+        except IngestFailedError:
+            raise
+        except Exception as exc:
+            if classify(exc) is Failure.TRANSIENT:
+                raise
+            if len(messages) > 1:
+                half = len(messages) // 2
+                await self._isolate_unknown(messages[:half])
+                await self._isolate_unknown(messages[half:])
+                return
             msg = messages[0]
-            log.warning("database refused a message on %s: %s", msg.topic, exc)
-            letter = DeadLetter(
-                msg.received_us, msg.topic, None, None, "db_rejected", str(exc), None, msg.payload
-            )
-            async with self._pool.acquire() as conn, conn.transaction():
-                await insert_dead_letters(conn, [letter])
-            metrics.REJECTS.labels("db_rejected").inc()
+            self._unexplained += 1
+            if self._unexplained > _MAX_UNEXPLAINED:
+                raise IngestFailedError(
+                    f"{self._unexplained} messages in a row failed to commit with nothing "
+                    f"stored in between; the cause is not in the messages: {describe(exc)}"
+                ) from exc
+            log.error("a message on %s cannot be committed: %s", msg.topic, describe(exc))
+            await self._dead_letter_message(msg, "unprocessable", describe(exc))
+
+    async def _dead_letter_message(self, msg: Message, reason: str, detail: str) -> None:
+        parts = msg.topic.split("/")
+        known = len(parts) == 3 and parts[1] in _KIND_LABELS
+        letter = DeadLetter(
+            msg.received_us,
+            msg.topic,
+            parts[1] if known else None,
+            parts[2] if known else None,
+            reason,
+            detail,
+            None,
+            msg.payload,
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await insert_dead_letters(conn, [letter])
+        metrics.REJECTS.labels(reason).inc()
 
     async def _commit(self, messages: Sequence[Message]) -> None:
         async with self._commit_lock:
@@ -245,8 +369,10 @@ class IngestWorker:
         accepted = []
         for kind, rows in decoded.rows.items():
             pipeline = self._pipelines[kind]
-            batch = pipeline.to_batch(rows)
-            ok, reason, detail = pipeline.check(batch, now_us=now_us, limits=self._limits)
+            rows, batch, checked = self._prepare(pipeline, rows, messages, dead, now_us)
+            if batch is None:
+                continue
+            ok, reason, detail = checked
             for row in np.flatnonzero(~ok).tolist():
                 dead.append(rows.dead_letter(row, messages, kind, reason[row], detail[row]))
             accepted.append((pipeline, batch.take(ok) if not ok.all() else batch))
@@ -262,7 +388,59 @@ class IngestWorker:
         # Committed: only now may state derived from this batch move forward.
         for pipeline, outcome in outcomes:
             pipeline.committed(outcome)
+        if any(outcome.accepted for _, outcome in outcomes):
+            self._unexplained = 0
         _count(messages, dead, outcomes, exceedances, opened)
+
+    def _prepare(
+        self,
+        pipeline: KindPipeline[Any, Any],
+        rows: KindRows,
+        messages: Sequence[Message],
+        dead: list[DeadLetter],
+        now_us: int,
+    ) -> tuple[KindRows, Any, CheckResult]:
+        """Column batch and check results of one kind's rows. A row that the conversion or
+        the checks cannot handle (an exception, not a reason) is found by bisection and
+        dead-lettered ``unprocessable`` (appended to ``dead``); the rest go on. Returns the
+        rows the batch was built from (``None`` as batch when none is left)."""
+        limits = self._limits
+        try:
+            batch = pipeline.to_batch(rows)
+            return rows, batch, pipeline.check(batch, now_us=now_us, limits=limits)
+        except Exception:
+            pass  # the failure path below finds the rows that cause it
+
+        def failing(index: list[int]) -> list[tuple[int, Exception]]:
+            try:
+                part = pipeline.to_batch(rows.select(index))
+                pipeline.check(part, now_us=now_us, limits=limits)
+                return []
+            except Exception as exc:
+                if len(index) == 1:
+                    return [(index[0], exc)]
+                half = len(index) // 2
+                return failing(index[:half]) + failing(index[half:])
+
+        bad = failing(list(range(len(rows))))
+        kind = pipeline.kind
+        for row, exc in bad:
+            dead.append(rows.dead_letter(row, messages, kind, "unprocessable", describe(exc)))
+        log.warning("%d %s record(s) could not be converted or checked", len(bad), kind.value)
+        excluded = {row for row, _ in bad}
+        good = rows.select([i for i in range(len(rows)) if i not in excluded])
+        if len(good):
+            try:
+                batch = pipeline.to_batch(good)
+                return good, batch, pipeline.check(batch, now_us=now_us, limits=limits)
+            except Exception as exc:
+                # Fails together, passes apart: nothing points at one record, so none is kept.
+                for row in range(len(good)):
+                    dead.append(
+                        good.dead_letter(row, messages, kind, "unprocessable", describe(exc))
+                    )
+        empty = np.zeros(0, dtype=bool), np.zeros(0, dtype=object), np.zeros(0, dtype=object)
+        return good, None, empty
 
 
 def _count(
@@ -276,7 +454,7 @@ def _count(
     for kind, n in Counter(
         m.topic.split("/", 2)[1] if m.topic.count("/") >= 2 else "" for m in messages
     ).items():
-        metrics.MESSAGES.labels(kind).inc(n)
+        metrics.MESSAGES.labels(kind if kind in _KIND_LABELS else _UNKNOWN_KIND).inc(n)
     for pipeline, outcome in outcomes:
         kind = pipeline.kind.value
         metrics.READINGS.labels(kind, "stored").inc(outcome.stored)
@@ -290,7 +468,8 @@ def _count(
 
 
 async def run_worker(settings: Settings) -> None:
-    """Run one ingest worker until SIGINT/SIGTERM (``telemetry ingest``)."""
+    """Run one ingest worker until SIGINT/SIGTERM (``telemetry ingest``); raise
+    :class:`IngestFailedError` (the command exits non-zero) if the worker fails first."""
     pool = await create_pool(
         settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
@@ -299,10 +478,17 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.failed())]
     try:
         await worker.start()
         log.info("ingest worker %s running", settings.mqtt_client_id)
-        await stop.wait()
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for waiter in waiters:
+            waiter.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await worker.stop()
         await pool.close()
+    if worker.failure is not None:
+        raise IngestFailedError(f"ingest worker failed: {worker.failure}")

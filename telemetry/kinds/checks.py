@@ -28,8 +28,8 @@ class Limits:
 
 
 class Checks:
-    """Reason codes per row; the first failing check wins. Reason codes: non_finite,
-    bad_coordinates, clock_future, clock_past, out_of_range (and any a kind adds)."""
+    """Reason codes per row; the first failing check wins. Reason codes: bad_coordinates,
+    clock_future, clock_past, out_of_range (and any a kind adds)."""
 
     def __init__(self, n: int) -> None:
         self.reason = np.full(n, "", dtype=object)
@@ -41,8 +41,10 @@ class Checks:
         self.detail[fresh] = text
 
     def finite(self, columns: Iterable[tuple[str, FloatArray]]) -> None:
+        """Infinite values are out_of_range. The decoder already refuses them (NaN and
+        Infinity are not JSON; 1e400 does not fit a double): this guards other producers."""
         for name, col in columns:
-            self.mark(np.isinf(col), "non_finite", f"{name} is not a finite number")
+            self.mark(np.isinf(col), "out_of_range", f"{name} is not a finite number")
 
     def position_and_clock(
         self, ts_us: IntArray, lat: FloatArray, lon: FloatArray, *, now_us: int, limits: Limits

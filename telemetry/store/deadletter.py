@@ -37,6 +37,12 @@ _COLUMNS = (
 )
 
 
+def _text(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; a detail quoting a payload may. The raw payload keeps
+    # the original bytes (bytea), so nothing is lost by escaping it here.
+    return value.replace("\x00", "\\x00") if value and "\x00" in value else value
+
+
 async def insert_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
     """Store dead letters (inside the caller's transaction)."""
     if not letters:
@@ -50,11 +56,11 @@ async def insert_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLe
         [
             (
                 d.received_us,
-                d.topic,
+                _text(d.topic),
                 d.kind,
-                d.vehicle_id,
+                _text(d.vehicle_id),
                 d.reason,
-                d.detail,
+                _text(d.detail),
                 d.item_index,
                 d.payload,
             )

@@ -23,14 +23,14 @@ _RANGES = (
 
 def check_emergency(batch: EmergencyBatch, *, now_us: int, limits: Limits) -> CheckResult:
     """Position, clock and weather checks per record; a gas value that is infinite or
-    negative rejects its whole record (reason ``non_finite`` / ``out_of_range``)."""
+    negative rejects its whole record (reason ``out_of_range``)."""
     checks = Checks(len(batch))
     checks.finite((name, getattr(batch, name)) for name in ("lat", "lon", *WEATHER))
     n = len(batch)
     for name in np.unique(batch.substance.astype(str)).tolist():  # per substance
         of = batch.substance == name
         infinite = np.bincount(batch.gas_record[of & np.isinf(batch.value)], minlength=n) > 0
-        checks.mark(infinite, "non_finite", f"gases.{name}.value is not a finite number")
+        checks.mark(infinite, "out_of_range", f"gases.{name}.value is not a finite number")
     checks.position_and_clock(batch.ts_us, batch.lat, batch.lon, now_us=now_us, limits=limits)
     checks.ranges((name, getattr(batch, name), lo, hi) for name, lo, hi in _RANGES)
     for name in np.unique(batch.substance.astype(str)).tolist():

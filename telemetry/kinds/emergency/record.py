@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.clock import Timestamp, ts_us
+from telemetry.clock import EpochMs, Timestamp, ts_us
 from telemetry.columns import Columns, FloatArray, IntArray
 from telemetry.kinds.contract import KindRows
-from telemetry.kinds.emergency.detection import MOLAR_MASS_G_MOL
+from telemetry.kinds.emergency.detection import MOLAR_MASS_G_MOL, UNITS
 
 __all__ = [
     "WEATHER",
@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 SubstanceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Unit = Literal["ppm", "ppb", "mg/m3", "ug/m3"]
+#: One of :data:`UNITS`, in any letter case (``PPM``, ``Mg/m3``); stored in lower case.
+Unit = Annotated[str, msgspec.Meta(pattern="(?i)^(" + "|".join(UNITS) + ")$")]
 Sensor = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
@@ -43,7 +44,7 @@ class EmergencyRecord(msgspec.Struct, frozen=True):
     """One emergency reading as the MQTT contract defines it (README, "Emergency records and
     incidents"). ``gases`` maps a substance name (or alias) to its concentration."""
 
-    ts: Timestamp | int
+    ts: Timestamp | EpochMs
     lat: float
     lon: float
     gases: Annotated[dict[SubstanceName, Gas], msgspec.Meta(min_length=1)]
@@ -171,6 +172,16 @@ class EmergencyBatch(Columns):
         return EmergencyBatch(**values)
 
 
+def _lower(values: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    """Lower-cased strings, computed once per distinct value."""
+    if values.shape[0] == 0:
+        return values
+    unique, inverse = np.unique(values.astype(str), return_inverse=True)
+    out = np.empty(unique.shape[0], dtype=object)
+    out[:] = [u.lower() for u in unique.tolist()]
+    return out[inverse.reshape(-1)]
+
+
 def emergency_batch(rows: KindRows, substances: SubstanceTable) -> EmergencyBatch:
     """Decoded emergency rows as a column batch (None becomes NaN, names canonical)."""
     records: Sequence[EmergencyRecord] = rows.records
@@ -178,8 +189,7 @@ def emergency_batch(rows: KindRows, substances: SubstanceTable) -> EmergencyBatc
     gases = [(name, gas) for r in records for name, gas in r.gases.items()]
     sent = np.empty(len(gases), dtype=object)
     sent[:] = [name for name, _ in gases]
-    unit = np.empty(len(gases), dtype=object)
-    unit[:] = [g.unit for _, g in gases]
+    unit = _lower(np.array([g.unit for _, g in gases], dtype=object))
     sensor = np.empty(len(gases), dtype=object)
     sensor[:] = [g.sensor for _, g in gases]
     extra = np.empty(len(records), dtype=object)

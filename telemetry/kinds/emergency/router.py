@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 
 from telemetry.kinds.emergency import repository as store
 from telemetry.kinds.emergency import service
@@ -38,17 +38,21 @@ from telemetry.kinds.emergency.schemas import (
     TierReach,
     TierUpdate,
 )
-from telemetry.web import PoolDep
+from telemetry.web import BigintId, IntegerId, PoolDep, error_responses
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 
-IncidentId = Annotated[int, Path(ge=1)]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-@router.post("/incidents", response_model=Incident, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/incidents",
+    response_model=Incident,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400),
+)
 async def open_incident(pool: PoolDep, body: IncidentOpen) -> Incident:
     """Open an incident. Emergency readings inside its radius from ``started_at`` on belong to
     it; readings already stored there are attached at once (they raise no alerts afterwards),
@@ -67,9 +71,14 @@ async def open_incident(pool: PoolDep, body: IncidentOpen) -> Incident:
     return Incident.model_validate(row)
 
 
-@router.post("/incidents/{incident_id}/close", response_model=Incident)
-async def close_incident(pool: PoolDep, incident_id: IncidentId, body: IncidentClose) -> Incident:
-    """Close an open incident now and resolve its alerts; 409 if it is already closed."""
+@router.post(
+    "/incidents/{incident_id}/close",
+    response_model=Incident,
+    responses=error_responses(400, 404, 409),
+)
+async def close_incident(pool: PoolDep, incident_id: BigintId, body: IncidentClose) -> Incident:
+    """Close an open incident now and resolve its alerts; 404 if there is no such incident,
+    409 if it is already closed."""
     row = await store.close_incident(pool, incident_id, by=body.by, note=body.note)
     return Incident.model_validate(row)
 
@@ -85,15 +94,19 @@ async def list_incidents(pool: PoolDep, query: Annotated[IncidentQuery, Query()]
     return IncidentPage(items=items, next_before_id=items[-1].id if more else None)
 
 
-@router.get("/incidents/{incident_id}", response_model=Incident)
-async def get_incident(pool: PoolDep, incident_id: IncidentId) -> Incident:
-    """One incident."""
+@router.get("/incidents/{incident_id}", response_model=Incident, responses=error_responses(404))
+async def get_incident(pool: PoolDep, incident_id: BigintId) -> Incident:
+    """One incident; 404 if there is none."""
     return Incident.model_validate(await store.get_incident(pool, incident_id))
 
 
-@router.get("/incidents/{incident_id}/assessment", response_model=IncidentAssessment)
+@router.get(
+    "/incidents/{incident_id}/assessment",
+    response_model=IncidentAssessment,
+    responses=error_responses(404),
+)
 async def get_assessment(
-    pool: PoolDep, incident_id: IncidentId, query: Annotated[AssessmentQuery, Query()]
+    pool: PoolDep, incident_id: BigintId, query: Annotated[AssessmentQuery, Query()]
 ) -> IncidentAssessment:
     """The rapid assessment: per substance, the maximum and latest concentration by distance
     ring and direction sector from the source, the worst tier per cell, the sectors reaching
@@ -108,9 +121,9 @@ async def get_assessment(
     return _assessment_model(incident, result, tiers)
 
 
-@router.get("/incidents/{incident_id}/assessment.geojson")
+@router.get("/incidents/{incident_id}/assessment.geojson", responses=error_responses(404))
 async def get_assessment_geojson(
-    pool: PoolDep, incident_id: IncidentId, query: Annotated[AssessmentQuery, Query()]
+    pool: PoolDep, incident_id: BigintId, query: Annotated[AssessmentQuery, Query()]
 ) -> dict[str, Any]:
     """The assessment as a GeoJSON FeatureCollection: the source point, then one polygon per
     substance and non-empty ring × sector, with its readings, max, latest and worst tier."""
@@ -179,7 +192,12 @@ async def get_tiers(pool: PoolDep) -> list[Tier]:
     return await _tiers(pool)
 
 
-@router.post("/emergency/tiers", response_model=Tier, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/emergency/tiers",
+    response_model=Tier,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 409),
+)
 async def add_tier(pool: PoolDep, body: TierCreate) -> Tier:
     """Add a tier to a known substance; 409 if the substance already has a tier of that name,
     422 for an unknown substance, unit or severity, or (for a substance without a molar mass)
@@ -192,8 +210,8 @@ async def add_tier(pool: PoolDep, body: TierCreate) -> Tier:
     return await _tier(pool, row["id"])
 
 
-@router.put("/emergency/tiers/{tier_id}", response_model=Tier)
-async def change_tier(pool: PoolDep, tier_id: Annotated[int, Path(ge=1)], body: TierUpdate) -> Tier:
+@router.put("/emergency/tiers/{tier_id}", response_model=Tier, responses=error_responses(400, 404))
+async def change_tier(pool: PoolDep, tier_id: IntegerId, body: TierUpdate) -> Tier:
     """Replace a tier's limit, unit, severity, source, confirmed flag and note; 404 for an
     unknown tier, 422 for a bad value.
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from itertools import pairwise
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from telemetry.kinds.emergency.detection import DEFAULT_RINGS_KM, DEFAULT_SECTORS
+from telemetry.web import (
+    BIGINT_MAX,
+    BodyModel,
+    LimitValue,
+    Name,
+    Note,
+    QueryModel,
+    Text,
+    Timestamp,
+    Who,
+)
 
 __all__ = [
     "AssessmentCell",
@@ -27,37 +39,33 @@ __all__ = [
     "TierUpdate",
 ]
 
-Who = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-Note = Annotated[str, StringConstraints(max_length=2000)]
-SubstanceName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
-]
-Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+SubstanceName = Name
+Source = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 TierUnit = Literal["ppm", "ppb", "mg/m3", "ug/m3"]
 Severity = Literal["info", "warning", "critical"]
 
 MAX_RINGS = 20
+#: Half the Earth's circumference: no reading can be farther from a source.
+MAX_RING_KM = 20_000.0
 
 
-class IncidentOpen(BaseModel):
+class IncidentOpen(BodyModel):
     """A duty officer opens an incident at a release point."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
-    started_at: AwareDatetime | None = Field(None, description="default: now")
+    started_at: Timestamp | None = Field(
+        None, description="with a UTC offset, from 0001-01-02 to 9999-12-30; default: now"
+    )
     suspected_substances: list[SubstanceName] = Field(default_factory=list, max_length=50)
     radius_m: float = Field(5000.0, gt=0, le=100_000)
     by: Who
     note: Note | None = None
 
 
-class IncidentClose(BaseModel):
+class IncidentClose(BodyModel):
     """Who closes an incident, and why."""
-
-    model_config = ConfigDict(extra="forbid")
 
     by: Who
     note: Note | None = None
@@ -92,23 +100,23 @@ class IncidentPage(BaseModel):
     next_before_id: int | None = Field(description="pass as ?before_id= for the next page")
 
 
-class IncidentQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class IncidentQuery(QueryModel):
     status: Literal["open", "closed"] | None = None
-    before_id: int | None = Field(None, ge=1)
+    before_id: int | None = Field(
+        None, ge=1, le=BIGINT_MAX, description="the previous page's next_before_id"
+    )
     limit: int = Field(50, ge=1, le=500)
 
 
-class AssessmentQuery(BaseModel):
+class AssessmentQuery(QueryModel):
     """Rings and sectors of the rapid assessment."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    rings_km: str = Field(
+    rings_km: Annotated[Text, StringConstraints(max_length=200)] = Field(
         ",".join(f"{r:g}" for r in DEFAULT_RINGS_KM),
-        description="outer radii of the distance rings in km, comma-separated, increasing",
-        max_length=200,
+        description=(
+            f"outer radii of the distance rings in km, comma-separated: 1 to {MAX_RINGS}"
+            f" numbers, positive, strictly increasing, at most {MAX_RING_KM:g}"
+        ),
     )
     sectors: int = Field(DEFAULT_SECTORS, ge=1, le=360, description="direction sectors")
     substance: SubstanceName | None = Field(None, description="only this substance")
@@ -119,13 +127,16 @@ class AssessmentQuery(BaseModel):
         return self
 
     def rings(self) -> list[float]:
-        """The ring radii as numbers; ValueError (a 422) if they are not increasing."""
+        """The ring radii as numbers; ValueError (a 422) unless they are increasing radii
+        on Earth."""
         try:
             values = [float(x) for x in self.rings_km.split(",") if x.strip()]
         except ValueError:
             raise ValueError("rings_km must be comma-separated numbers") from None
         if not values or len(values) > MAX_RINGS:
             raise ValueError(f"rings_km needs 1 to {MAX_RINGS} radii")
+        if not all(math.isfinite(v) for v in values) or values[-1] > MAX_RING_KM:
+            raise ValueError(f"rings_km must be at most {MAX_RING_KM:g} km")
         if values[0] <= 0 or any(b <= a for a, b in pairwise(values)):
             raise ValueError("rings_km must be positive and strictly increasing")
         return values
@@ -154,13 +165,11 @@ class Tier(BaseModel):
     note: str | None
 
 
-class TierUpdate(BaseModel):
+class TierUpdate(BodyModel):
     """A tier's new limit (in ``unit``), severity, source, confirmed flag and note. Every
     field is replaced; the substance, the tier's name and its averaging time stay."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    limit_value: float = Field(gt=0, allow_inf_nan=False)
+    limit_value: LimitValue
     unit: TierUnit
     severity: Severity
     source: Source
@@ -177,9 +186,7 @@ class TierCreate(TierUpdate):
     tier: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,32}$")] = Field(
         description="lower case, e.g. occupational, rel, erpg2, idlh; alerts use tier:<tier>"
     )
-    averaging: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
-    ] = Field(description="the exposure time the value is defined for, e.g. 60min")
+    averaging: Name = Field(description="the exposure time the value is defined for, e.g. 60min")
 
 
 class TierReach(BaseModel):

@@ -11,7 +11,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.clock import Timestamp, ts_us
+from telemetry.clock import EpochMs, Timestamp, ts_us
 from telemetry.columns import Columns, FloatArray, IntArray
 from telemetry.kinds.contract import KindRows
 from telemetry.kinds.remote_sensing.detection import MEASURED_COLUMNS, vsp_kw_per_t
@@ -56,7 +56,7 @@ class RemoteSensingRecord(msgspec.Struct, frozen=True):
     - ``images``: references (paths or URLs) of the pass's pictures.
     """
 
-    ts: Timestamp | int
+    ts: Timestamp | EpochMs
     lat: float
     lon: float
     site_id: Short | None = None

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from telemetry.errors import NotFoundError, ValidationError
 from telemetry.kinds.remote_sensing import repository as store
@@ -17,7 +17,23 @@ from telemetry.kinds.remote_sensing.detection import (
     RS_POLLUTANTS,
 )
 from telemetry.kinds.remote_sensing.record import normalise_plate
-from telemetry.web import PoolDep, TimeWindow, decode_cursor, encode_cursor
+from telemetry.web import (
+    BIGINT_MAX,
+    TEXT_PATTERN,
+    BodyModel,
+    IntegerId,
+    LimitValue,
+    Note,
+    PoolDep,
+    QueryModel,
+    Text,
+    TimeWindow,
+    cursor_id,
+    cursor_time,
+    decode_cursor,
+    encode_cursor,
+    error_responses,
+)
 
 __all__ = [
     "Gate",
@@ -43,8 +59,7 @@ router = APIRouter(prefix="/api/v1", tags=["remote sensing"])
 Pollutant = Literal["co", "hc", "no", "opacity", "ringelmann"]
 Fuel = Literal["gasoline", "diesel", "natural_gas", "hybrid", "electric", "unknown"]
 LimitFuel = Literal["gasoline", "diesel", "natural_gas", "hybrid", "electric"]
-Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Note = Annotated[str, StringConstraints(max_length=2000)]
+Source = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 Bound = Annotated[float | None, Field(allow_inf_nan=False)]
 MAX_STATS_WINDOW = timedelta(days=366)
 DEFAULT_STATS_WINDOW = timedelta(hours=24)
@@ -66,7 +81,9 @@ class HighEmitterQuery(TimeWindow):
     pollutant: Pollutant | None = None
     fuel_type: Fuel | None = None
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        None, description="the previous page's next_cursor"
+    )
 
 
 class StatsQuery(TimeWindow):
@@ -74,8 +91,12 @@ class StatsQuery(TimeWindow):
     24 hours, never more than 366 days; ``site`` or ``segment`` picks one."""
 
     by: Literal["site", "segment"] = "site"
-    site: str | None = Field(None, min_length=1, max_length=32)
-    segment: int | None = Field(None, ge=1)
+    site: Annotated[Text, StringConstraints(min_length=1, max_length=32)] | None = Field(
+        None, description="only this site; with by=site only"
+    )
+    segment: int | None = Field(
+        None, ge=1, le=BIGINT_MAX, description="only this road segment; with by=segment only"
+    )
     limit: int = Field(1000, ge=1, le=10_000)
 
 
@@ -173,10 +194,8 @@ class StatsReport(BaseModel):
     items: list[SiteStats]
 
 
-class LimitQuery(BaseModel):
+class LimitQuery(QueryModel):
     """Filters of ``GET /remote-sensing/limits``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     fuel_type: Fuel | None = None
     pollutant: Pollutant | None = None
@@ -198,17 +217,16 @@ class Limit(BaseModel):
     note: str | None
 
 
-class LimitCreate(BaseModel):
+class LimitCreate(BodyModel):
     """A new limit. A revision is a new row taking effect on a date (CST); ``unit`` is the
     unit the pass reports the pollutant in: ``%`` for co and opacity, ``ppm`` for hc and no,
-    ``level`` for ringelmann."""
-
-    model_config = ConfigDict(extra="forbid")
+    ``level`` for ringelmann (422 otherwise). ``effective_to``, when given, must be after
+    ``effective_from``."""
 
     fuel_type: LimitFuel
     pollutant: Pollutant
-    limit_value: float = Field(gt=0, allow_inf_nan=False)
-    unit: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
+    limit_value: LimitValue
+    unit: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
     source: Source
     confirmed: bool = Field(description="false: not yet checked against the source")
     effective_from: date
@@ -238,11 +256,10 @@ class Gate(BaseModel):
     note: str | None
 
 
-class GateUpdate(BaseModel):
-    """A gate's new bounds (in the unit its parameter names; null: no bound, but not both),
-    source, confirmed flag and note. Every field is replaced."""
-
-    model_config = ConfigDict(extra="forbid")
+class GateUpdate(BodyModel):
+    """A gate's new bounds (in the unit its parameter names; null: no bound, but not both;
+    ``min_value`` not above ``max_value``), source, confirmed flag and note. Every field is
+    replaced."""
 
     min_value: Bound
     max_value: Bound
@@ -268,13 +285,7 @@ class GateUpdate(BaseModel):
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     at, row_id = decode_cursor("high-emitters", cursor, 2)
-    try:
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None or not row_id.isdigit():
-            raise ValueError(at)
-    except ValueError:
-        raise ValidationError(f"invalid cursor {cursor!r}") from None
-    return when, int(row_id)
+    return cursor_time(cursor, at), cursor_id(cursor, row_id)
 
 
 def _high_emitter(row: dict[str, Any], window_start: datetime) -> HighEmitter:
@@ -288,10 +299,10 @@ def _ratio(part: int, whole: int) -> float | None:
 # --- routes --------------------------------------------------------------------------------
 
 
-@router.get("/plates/{plate}", response_model=PlateReport)
+@router.get("/plates/{plate}", response_model=PlateReport, responses=error_responses(404))
 async def get_plate(
     pool: PoolDep,
-    plate: Annotated[str, Path(min_length=1, max_length=32)],
+    plate: Annotated[str, Path(min_length=1, max_length=32, pattern=TEXT_PATTERN)],
     query: Annotated[PlateQuery, Query()],
 ) -> PlateReport:
     """A plate's passes (newest first) with validity and exceedances, and its high-emitter
@@ -342,7 +353,9 @@ async def list_high_emitters(
 
 @router.get("/remote-sensing/stats", response_model=StatsReport)
 async def remote_sensing_stats(pool: PoolDep, query: Annotated[StatsQuery, Query()]) -> StatsReport:
-    """Per site or road segment: passes, valid share and exceedance rates per pollutant."""
+    """Per site or road segment: passes, valid share and exceedance rates per pollutant.
+    422 for a window wider than 366 days, or ``site`` with by=segment (``segment`` with
+    by=site)."""
     until = query.until or (
         query.since + DEFAULT_STATS_WINDOW if query.since else datetime.now(UTC)
     )
@@ -396,7 +409,12 @@ async def get_limits(pool: PoolDep, query: Annotated[LimitQuery, Query()]) -> li
     return [Limit.model_validate(r) for r in rows]
 
 
-@router.post("/remote-sensing/limits", response_model=Limit, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/remote-sensing/limits",
+    response_model=Limit,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 409),
+)
 async def add_limit(pool: PoolDep, body: LimitCreate) -> Limit:
     """Add a limit effective from ``effective_from``. The open-ended row of the same fuel type
     and pollutant it starts inside is closed on that date; 409 if the period overlaps any
@@ -416,8 +434,10 @@ async def get_gates(pool: PoolDep) -> list[Gate]:
     return [Gate.model_validate(r) for r in await store.list_gates(pool)]
 
 
-@router.put("/remote-sensing/gates/{gate_id}", response_model=Gate)
-async def change_gate(pool: PoolDep, gate_id: Annotated[int, Path(ge=1)], body: GateUpdate) -> Gate:
+@router.put(
+    "/remote-sensing/gates/{gate_id}", response_model=Gate, responses=error_responses(400, 404)
+)
+async def change_gate(pool: PoolDep, gate_id: IntegerId, body: GateUpdate) -> Gate:
     """Replace a gate's bounds, source, confirmed flag and note (its parameter, fuel type and
     reason stay); 404 for an unknown gate, 422 when min_value > max_value or both are null.
 

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from msgspec.structs import astuple
 
-from telemetry.clock import Timestamp, ts_us
+from telemetry.clock import EpochMs, Timestamp, ts_us
 from telemetry.columns import Columns, FloatArray, IntArray
 from telemetry.kinds.contract import KindRows
 
@@ -81,7 +81,7 @@ Flag = Annotated[str, msgspec.Meta(pattern="^[A-Z]$")]
 class WalkthroughReading(msgspec.Struct, frozen=True):
     """One walk-through reading as the MQTT contract defines it (README, "The contract")."""
 
-    ts: Timestamp | int
+    ts: Timestamp | EpochMs
     lat: float
     lon: float
     speed_kmh: float | None = None

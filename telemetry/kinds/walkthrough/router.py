@@ -16,7 +16,7 @@ from telemetry.kinds.walkthrough.schemas import (
     Track,
     TrackQuery,
 )
-from telemetry.web import PoolDep
+from telemetry.web import TEXT_PATTERN, PoolDep, error_responses
 
 __all__ = ["MAX_TRACK_POINTS", "router"]
 
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/v1")
 #: One reading per second for the longest window (24 h).
 MAX_TRACK_POINTS = 86_400
 
-VehicleId = Annotated[str, Path(min_length=1, max_length=64)]
+VehicleId = Annotated[str, Path(min_length=1, max_length=64, pattern=TEXT_PATTERN)]
 
 
 @router.get("/thresholds", response_model=list[Threshold], tags=["thresholds"])
@@ -41,6 +41,7 @@ async def get_thresholds(
     "/thresholds",
     response_model=Threshold,
     status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 409),
     tags=["thresholds"],
 )
 async def add_threshold(pool: PoolDep, threshold: ThresholdCreate) -> Threshold:
@@ -53,14 +54,15 @@ async def add_threshold(pool: PoolDep, threshold: ThresholdCreate) -> Threshold:
 @router.get(
     "/vehicles/{vehicle_id}/track",
     response_model=Track,
-    responses={200: {"content": {"application/geo+json": {}}}},
+    responses={200: {"content": {"application/geo+json": {}}}, **error_responses(404)},
     tags=["vehicles"],
 )
 async def vehicle_track(
     pool: PoolDep, vehicle_id: VehicleId, query: Annotated[TrackQuery, Query()]
 ) -> Response:
     """The vehicle's path and readings in ``[since, until)``: by default the last hour, at
-    most 24 hours and 86,400 points."""
+    most 24 hours (422 for a wider window) and 86,400 points; 404 if the vehicle was never
+    heard from."""
     since, until = query.resolved(datetime.now(UTC))
     body = await repository.track_geojson(
         pool, vehicle_id, since=since, until=until, max_points=MAX_TRACK_POINTS

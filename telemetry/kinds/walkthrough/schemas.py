@@ -9,7 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from telemetry.errors import ValidationError
 from telemetry.kinds.contract import Kind
-from telemetry.web import LineString, Point, QueryModel, TimeWindow
+from telemetry.web import (
+    BodyModel,
+    LimitValue,
+    LineString,
+    Name,
+    Note,
+    Point,
+    QueryModel,
+    Text,
+    TimeWindow,
+)
 
 __all__ = [
     "Threshold",
@@ -19,15 +29,13 @@ __all__ = [
     "TrackQuery",
 ]
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Note = Annotated[str, StringConstraints(max_length=2000)]
-
 MAX_TRACK_WINDOW = timedelta(hours=24)
 DEFAULT_TRACK_WINDOW = timedelta(hours=1)
 
 
 class TrackQuery(TimeWindow):
-    """The window of a vehicle track: by default the last hour, never more than 24 hours."""
+    """The window of a vehicle track: by default the last hour (ending at ``until``, or
+    starting at ``since``), never more than 24 hours."""
 
     def resolved(self, now: datetime) -> tuple[datetime, datetime]:
         """``(since, until)`` with the defaults filled in relative to ``now``."""
@@ -103,17 +111,19 @@ class Threshold(BaseModel):
     created_at: datetime | None = None
 
 
-class ThresholdCreate(BaseModel):
-    """A new limit: operators revise a standard by adding a row with its effective dates."""
+class ThresholdCreate(BodyModel):
+    """A new limit: operators revise a standard by adding a row with its effective dates.
+    ``effective_to``, when given, must be after ``effective_from``; the period must not
+    overlap another row of the same kind, pollutant and tier (409)."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    model_config = ConfigDict(use_enum_values=True)
 
     kind: Kind
     pollutant: Name
-    limit_value: float = Field(gt=0)
+    limit_value: LimitValue
     unit: Name
     averaging: Name
-    source: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    source: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
     tier: Name = "limit"
     severity: Name = "warning"
     effective_from: date
