@@ -95,7 +95,7 @@ CREATE TABLE thresholds (
 );
 
 -- GB 3095 Grade II, as an indicator: a pass mean is compared with the shortest averaging time the
--- standard defines for the pollutant (1 h for gases, 24 h for PM). Figures: docs/standards.md §2.
+-- standard defines for the pollutant (1 h for gases, 24 h for PM). Figures: docs/domain.md §2.
 INSERT INTO thresholds (kind, pollutant, limit_value, unit, averaging, source, effective_from, effective_to) VALUES
   ('walkthrough', 'pm25', 75,  'ug/m3', '24h', 'GB 3095-2012 Grade II (HJ 633-2012 IAQI 100)', '2012-02-29', '2026-03-01'),
   ('walkthrough', 'pm10', 150, 'ug/m3', '24h', 'GB 3095-2012 Grade II (HJ 633-2012 IAQI 100)', '2012-02-29', '2026-03-01'),

@@ -1,7 +1,7 @@
 -- Remote sensing (移动遥感监测车): one row per measured pass of a vehicle, the reference tables the
 -- judgement reads (plate-colour codes, limits, validity gates, the high-emitter rule) and the
 -- plates found to be high emitters. Portable PostgreSQL; TimescaleDB statements live in 0005.
--- Figures and their status: docs/standards.md §3.
+-- Figures and their status: docs/domain.md §3.
 
 -- One measured pass. The key is the measuring vehicle, the measurement time and the lane: a
 -- redelivered pass inserts nothing.
@@ -63,12 +63,12 @@ CREATE TABLE plate_colors (
     PRIMARY KEY (scheme, code)
 );
 INSERT INTO plate_colors (scheme, code, colour, source) VALUES
-  ('vendor', '0', 'blue',                'vendor report module CarNumberColor (docs/standards.md §3.6, SECONDARY)'),
-  ('vendor', '1', 'yellow',              'vendor report module CarNumberColor (docs/standards.md §3.6, SECONDARY)'),
-  ('vendor', '2', 'white',               'vendor report module CarNumberColor (docs/standards.md §3.6, SECONDARY)'),
-  ('vendor', '3', 'black',               'vendor report module CarNumberColor (docs/standards.md §3.6, SECONDARY)'),
-  ('vendor', '4', 'green',               'vendor report module CarNumberColor (docs/standards.md §3.6, SECONDARY)'),
-  ('vendor', '5', 'civil_aviation_black', 'vendor report module CarNumberColor (docs/standards.md §3.6, SECONDARY)');
+  ('vendor', '0', 'blue',                'vendor report module CarNumberColor (docs/domain.md §3.6, SECONDARY)'),
+  ('vendor', '1', 'yellow',              'vendor report module CarNumberColor (docs/domain.md §3.6, SECONDARY)'),
+  ('vendor', '2', 'white',               'vendor report module CarNumberColor (docs/domain.md §3.6, SECONDARY)'),
+  ('vendor', '3', 'black',               'vendor report module CarNumberColor (docs/domain.md §3.6, SECONDARY)'),
+  ('vendor', '4', 'green',               'vendor report module CarNumberColor (docs/domain.md §3.6, SECONDARY)'),
+  ('vendor', '5', 'civil_aviation_black', 'vendor report module CarNumberColor (docs/domain.md §3.6, SECONDARY)');
 
 -- Remote-sensing limits per fuel type and pollutant, versioned by effective date (CST calendar
 -- dates, end exclusive, as in table thresholds). A pass is over when value > limit_value.
@@ -87,12 +87,12 @@ CREATE TABLE rs_limits (
     UNIQUE (fuel_type, pollutant, effective_from)
 );
 INSERT INTO rs_limits (fuel_type, pollutant, limit_value, unit, source, confirmed, effective_from, note) VALUES
-  ('diesel',   'opacity',    30,   '%',     'HJ 845-2017 / GB 3847-2018 remote-sensing limit, from memory (docs/standards.md §3.3 UNCONFIRMED)', false, '2017-07-27', 'verify against the official text'),
-  ('diesel',   'ringelmann', 1,    'level', 'HJ 845-2017 Ringelmann level I, from memory (docs/standards.md §3.3 UNCONFIRMED)', false, '2017-07-27', 'over means darker than level 1'),
-  ('diesel',   'no',         1500, 'ppm',   'HJ 845-2017 NO limit 1500 x 10^-6, from memory (docs/standards.md §3.3 UNCONFIRMED)', false, '2017-07-27', 'verify against the official text'),
-  ('gasoline', 'co',         2.5,  '%',     'GB 18285-2018 remote-sensing CO 2.5 % (?), from memory (docs/standards.md §3.3 UNCONFIRMED)', false, '2019-05-01', 'local standards may be stricter'),
-  ('gasoline', 'hc',         200,  'ppm',   'GB 18285-2018 remote-sensing HC 200 x 10^-6 (?), from memory (docs/standards.md §3.3 UNCONFIRMED)', false, '2019-05-01', 'local standards may be stricter'),
-  ('gasoline', 'no',         1500, 'ppm',   'GB 18285-2018 remote-sensing NO 1500 x 10^-6 (?), from memory (docs/standards.md §3.3 UNCONFIRMED)', false, '2019-05-01', 'local standards may be stricter');
+  ('diesel',   'opacity',    30,   '%',     'HJ 845-2017 / GB 3847-2018 remote-sensing limit, from memory (docs/domain.md §3.3 UNCONFIRMED)', false, '2017-07-27', 'verify against the official text'),
+  ('diesel',   'ringelmann', 1,    'level', 'HJ 845-2017 Ringelmann level I, from memory (docs/domain.md §3.3 UNCONFIRMED)', false, '2017-07-27', 'over means darker than level 1'),
+  ('diesel',   'no',         1500, 'ppm',   'HJ 845-2017 NO limit 1500 x 10^-6, from memory (docs/domain.md §3.3 UNCONFIRMED)', false, '2017-07-27', 'verify against the official text'),
+  ('gasoline', 'co',         2.5,  '%',     'GB 18285-2018 remote-sensing CO 2.5 % (?), from memory (docs/domain.md §3.3 UNCONFIRMED)', false, '2019-05-01', 'local standards may be stricter'),
+  ('gasoline', 'hc',         200,  'ppm',   'GB 18285-2018 remote-sensing HC 200 x 10^-6 (?), from memory (docs/domain.md §3.3 UNCONFIRMED)', false, '2019-05-01', 'local standards may be stricter'),
+  ('gasoline', 'no',         1500, 'ppm',   'GB 18285-2018 remote-sensing NO 1500 x 10^-6 (?), from memory (docs/domain.md §3.3 UNCONFIRMED)', false, '2019-05-01', 'local standards may be stricter');
 
 -- Conditions for a valid measurement. A gate applies to one fuel type or to 'all'; a pass whose
 -- value is below min_value or above max_value (NULL: no bound), or missing, is invalid, and the
@@ -114,21 +114,21 @@ CREATE TABLE rs_gates (
 );
 INSERT INTO rs_gates (parameter, min_value, max_value, applies_to, reason, source, confirmed, note) VALUES
   ('slope_pct', 0, NULL, 'all', 'downhill',
-   'renrendoc preview of the revised remote-sensing standard: testing on a downhill road is not allowed (docs/standards.md §3.1/§3.4, SECONDARY)', true, NULL),
+   'renrendoc preview of the revised remote-sensing standard: testing on a downhill road is not allowed (docs/domain.md §3.1/§3.4, SECONDARY)', true, NULL),
   ('slope_pct', NULL, 26.79, 'all', 'slope_too_steep',
-   'same source: site slope < 15 degrees, i.e. grade < tan(15 deg) = 26.79 % (docs/standards.md §3.4, SECONDARY)', true, NULL),
+   'same source: site slope < 15 degrees, i.e. grade < tan(15 deg) = 26.79 % (docs/domain.md §3.4, SECONDARY)', true, NULL),
   ('temp_c', -20, 45, 'all', 'temperature_out_of_range',
-   'same source: ambient temperature -20.0 to 45.0 C (docs/standards.md §3.1/§3.4, SECONDARY)', true, NULL),
+   'same source: ambient temperature -20.0 to 45.0 C (docs/domain.md §3.1/§3.4, SECONDARY)', true, NULL),
   ('wind_speed_ms', NULL, 5, 'all', 'wind_too_strong',
-   'typical Chinese practice, wind speed <= 5 m/s (docs/standards.md §3.4 UNCONFIRMED)', false, 'verify in the standard'),
+   'typical Chinese practice, wind speed <= 5 m/s (docs/domain.md §3.4 UNCONFIRMED)', false, 'verify in the standard'),
   ('speed_kmh', 10, 110, 'all', 'speed_out_of_range',
-   'vendor siting guide, mean speed 10-110 km/h (docs/standards.md §3.4 SECONDARY); used as a per-pass gate, UNCONFIRMED', false, 'verify in the standard'),
+   'vendor siting guide, mean speed 10-110 km/h (docs/domain.md §3.4 SECONDARY); used as a per-pass gate, UNCONFIRMED', false, 'verify in the standard'),
   ('accel_ms2', -1, 3, 'all', 'accel_out_of_range',
-   'project default: vehicles slightly accelerating (docs/standards.md §3.4); range UNCONFIRMED', false, 'no source for the bounds; verify in the standard'),
+   'project default: vehicles slightly accelerating (docs/domain.md §3.4); range UNCONFIRMED', false, 'no source for the bounds; verify in the standard'),
   ('vsp_kw_t', 0, 20, 'gasoline', 'vsp_out_of_range',
-   'typical Chinese practice, VSP 0-20 kW/t for gasoline (docs/standards.md §3.4 UNCONFIRMED)', false, 'Jimenez-Palacios VSP, intended for vehicles < 3.855 t');
+   'typical Chinese practice, VSP 0-20 kW/t for gasoline (docs/domain.md §3.4 UNCONFIRMED)', false, 'Jimenez-Palacios VSP, intended for vehicles < 3.855 t');
 
--- The high-emitter rule (docs/standards.md §3.2, SECONDARY: the national rule as adopted by Beijing's
+-- The high-emitter rule (docs/domain.md §3.2, SECONDARY: the national rule as adopted by Beijing's
 -- local standard): N or more consecutive valid exceedances of the same pollutant within M
 -- calendar months.
 CREATE TABLE rs_rule_params (
@@ -138,8 +138,8 @@ CREATE TABLE rs_rule_params (
     confirmed  boolean NOT NULL DEFAULT false
 );
 INSERT INTO rs_rule_params (name, value, source, confirmed) VALUES
-  ('consecutive_passes', 2, '在一个机动车检测周期的6个自然月内，连续两次及以上同种污染物超标 (docs/standards.md §3.2, SECONDARY)', false),
-  ('window_months',      6, 'same rule: 6 calendar (natural) months (docs/standards.md §3.2, SECONDARY)', false);
+  ('consecutive_passes', 2, '在一个机动车检测周期的6个自然月内，连续两次及以上同种污染物超标 (docs/domain.md §3.2, SECONDARY)', false),
+  ('window_months',      6, 'same rule: 6 calendar (natural) months (docs/domain.md §3.2, SECONDARY)', false);
 
 -- Plates judged high emitters, one row per plate and pollutant, maintained by the ingest batch
 -- that confirms them. ``evidence`` holds the passes of the latest confirmation.

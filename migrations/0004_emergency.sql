@@ -1,7 +1,7 @@
 -- Emergency monitoring (应急监测车): incidents opened by duty officers, gas readings in long form
 -- (one row per vehicle, measurement time and substance), the substances the service knows a
 -- molar mass for, and the tiered thresholds per substance. Portable PostgreSQL; TimescaleDB
--- statements live in 0006. Figures and their status: docs/standards.md §4.
+-- statements live in 0006. Figures and their status: docs/domain.md §4.
 
 -- Substances: the molar mass turns ppm into mg/m3 (mg/m3 = ppm x M / 24.45 at 25 °C and
 -- 101.325 kPa). A substance without a molar mass is stored in the unit it was sent in and never
@@ -32,7 +32,7 @@ INSERT INTO substances (name, formula, molar_mass_g_mol, aliases, source, note) 
   ('toluene', 'C7H8', 92.14, '{甲苯}', 'standard atomic weights (IUPAC)', NULL),
   ('formaldehyde', 'CH2O', 30.03, '{hcho,甲醛}', 'standard atomic weights (IUPAC)', NULL),
   ('voc', NULL, NULL, '{vocs,tvoc,pid}',
-   'docs/standards.md §4.3 notes: PID sensors (10.6 eV lamp) report isobutylene-equivalent ppm',
+   'docs/domain.md §4.3 notes: PID sensors (10.6 eV lamp) report isobutylene-equivalent ppm',
    'isobutylene-equivalent (PID): not converted to a specific compound, which would need a response factor');
 
 -- Incidents: a release at a point, from started_at until closed_at. Emergency readings inside
@@ -98,19 +98,19 @@ CREATE TABLE emergency_tiers (
     averaging   text NOT NULL,          -- the exposure time the value is defined for
     severity    text NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
     source      text NOT NULL,          -- where the value comes from
-    confirmed   boolean NOT NULL,       -- false: UNCONFIRMED in docs/standards.md §4.3, check the source
+    confirmed   boolean NOT NULL,       -- false: UNCONFIRMED in docs/domain.md §4.3, check the source
     note        text,
     created_at  timestamptz NOT NULL DEFAULT now(),
     UNIQUE (substance, tier)
 );
 
 -- ✔ values: CDC/NIOSH IDLH documentation pages (cdc.gov/niosh/idlh/7783064.html, 7664417.html,
--- 7782505.html) and the Minnesota Dept. of Agriculture page, as docs/standards.md §4.3 records them.
+-- 7782505.html) and the Minnesota Dept. of Agriculture page, as docs/domain.md §4.3 records them.
 -- Every GBZ 2.1-2019 figure is from memory (two public code sources contradict each other).
 INSERT INTO emergency_tiers (substance, tier, limit_value, unit, averaging, severity, source, confirmed, note) VALUES
   ('h2s', 'erpg1', 0.1, 'ppm', '60min', 'info', 'AIHA ERPG-1 (60 min)', true, NULL),
   ('h2s', 'occupational', 10, 'mg/m3', 'MAC', 'info', 'GBZ 2.1-2019 MAC', false,
-   'UNCONFIRMED (docs/standards.md §4.3): from memory; another code source gives PC-TWA 10 / PC-STEL 15'),
+   'UNCONFIRMED (docs/domain.md §4.3): from memory; another code source gives PC-TWA 10 / PC-STEL 15'),
   ('h2s', 'rel', 10, 'ppm', '10min ceiling', 'info', 'NIOSH REL, 10-min ceiling', true, NULL),
   ('h2s', 'erpg2', 30, 'ppm', '60min', 'warning', 'AIHA ERPG-2 (60 min)', true, NULL),
   ('h2s', 'erpg3', 100, 'ppm', '60min', 'critical', 'AIHA ERPG-3 (60 min)', true,
@@ -118,36 +118,36 @@ INSERT INTO emergency_tiers (substance, tier, limit_value, unit, averaging, seve
   ('nh3', 'erpg1', 25, 'ppm', '60min', 'info', 'AIHA ERPG-1 (60 min)', true, NULL),
   ('nh3', 'rel', 35, 'ppm', 'STEL 15min', 'info', 'NIOSH REL, STEL (TWA 25 ppm)', true, NULL),
   ('nh3', 'occupational', 30, 'mg/m3', 'PC-STEL', 'info', 'GBZ 2.1-2019 PC-STEL (PC-TWA 20)', false,
-   'UNCONFIRMED (docs/standards.md §4.3): from memory'),
+   'UNCONFIRMED (docs/domain.md §4.3): from memory'),
   ('nh3', 'erpg2', 200, 'ppm', '60min', 'warning', 'AIHA ERPG-2 (60 min)', true, NULL),
   ('nh3', 'idlh', 300, 'ppm', '30min', 'critical', 'NIOSH IDLH (original 500 ppm)', true, NULL),
   ('nh3', 'erpg3', 1000, 'ppm', '60min', 'critical', 'AIHA ERPG-3 (60 min)', true, NULL),
   ('cl2', 'occupational', 1, 'mg/m3', 'MAC', 'info', 'GBZ 2.1-2019 MAC', false,
-   'UNCONFIRMED (docs/standards.md §4.3): from memory'),
+   'UNCONFIRMED (docs/domain.md §4.3): from memory'),
   ('cl2', 'rel', 0.5, 'ppm', '15min ceiling', 'info', 'NIOSH REL, 15-min ceiling', true, NULL),
   ('cl2', 'eegl', 3, 'ppm', '60min', 'warning', 'NRC 1-h EEGL', true, NULL),
   ('cl2', 'idlh', 10, 'ppm', '30min', 'critical', 'NIOSH IDLH (current; original 30 ppm confirmed)', false,
-   'UNCONFIRMED (docs/standards.md §4.3): the current value 10 ppm; the original 30 ppm is confirmed'),
+   'UNCONFIRMED (docs/domain.md §4.3): the current value 10 ppm; the original 30 ppm is confirmed'),
   ('hcl', 'aegl1', 1.8, 'ppm', '10min', 'info', 'AEGL-1, 10 min (2.68 mg/m3 in a public config)', false,
-   'UNCONFIRMED (docs/standards.md §4.3): consistent with EPA final AEGLs, not checked against the EPA table'),
+   'UNCONFIRMED (docs/domain.md §4.3): consistent with EPA final AEGLs, not checked against the EPA table'),
   ('hcl', 'occupational', 7.5, 'mg/m3', 'MAC', 'info', 'GBZ 2.1-2019 MAC', false,
-   'UNCONFIRMED (docs/standards.md §4.3): from memory'),
+   'UNCONFIRMED (docs/domain.md §4.3): from memory'),
   ('hcl', 'idlh', 50, 'ppm', '30min', 'critical', 'NIOSH IDLH', false,
-   'UNCONFIRMED (docs/standards.md §4.3)'),
+   'UNCONFIRMED (docs/domain.md §4.3)'),
   ('hcl', 'aegl2', 100, 'ppm', '10min', 'warning', 'AEGL-2, 10 min (149.12 mg/m3 in a public config)', false,
-   'UNCONFIRMED (docs/standards.md §4.3); above the IDLH, so it is alerted as critical'),
+   'UNCONFIRMED (docs/domain.md §4.3); above the IDLH, so it is alerted as critical'),
   ('hcl', 'aegl3', 620, 'ppm', '10min', 'critical', 'AEGL-3, 10 min (924.55 mg/m3 in a public config)', false,
-   'UNCONFIRMED (docs/standards.md §4.3)'),
+   'UNCONFIRMED (docs/domain.md §4.3)'),
   ('benzene', 'occupational', 10, 'mg/m3', 'PC-STEL', 'info', 'GBZ 2.1-2019 PC-STEL (PC-TWA 6)', false,
-   'UNCONFIRMED (docs/standards.md §4.3): one code source says amendment No. 1 changed PC-TWA / PC-STEL to 3 / 6'),
-  ('benzene', 'idlh', 500, 'ppm', '30min', 'critical', 'NIOSH IDLH', false, 'UNCONFIRMED (docs/standards.md §4.3)'),
+   'UNCONFIRMED (docs/domain.md §4.3): one code source says amendment No. 1 changed PC-TWA / PC-STEL to 3 / 6'),
+  ('benzene', 'idlh', 500, 'ppm', '30min', 'critical', 'NIOSH IDLH', false, 'UNCONFIRMED (docs/domain.md §4.3)'),
   ('co', 'occupational', 30, 'mg/m3', 'PC-STEL', 'info', 'GBZ 2.1-2019 PC-STEL, non-plateau (PC-TWA 20)', false,
-   'UNCONFIRMED (docs/standards.md §4.3): from memory'),
-  ('co', 'idlh', 1200, 'ppm', '30min', 'critical', 'NIOSH IDLH', false, 'UNCONFIRMED (docs/standards.md §4.3)'),
+   'UNCONFIRMED (docs/domain.md §4.3): from memory'),
+  ('co', 'idlh', 1200, 'ppm', '30min', 'critical', 'NIOSH IDLH', false, 'UNCONFIRMED (docs/domain.md §4.3)'),
   ('so2', 'occupational', 10, 'mg/m3', 'PC-STEL', 'info', 'GBZ 2.1-2019 PC-STEL (PC-TWA 5)', false,
-   'UNCONFIRMED (docs/standards.md §4.3): from memory'),
-  ('so2', 'idlh', 100, 'ppm', '30min', 'critical', 'NIOSH IDLH', false, 'UNCONFIRMED (docs/standards.md §4.3)'),
+   'UNCONFIRMED (docs/domain.md §4.3): from memory'),
+  ('so2', 'idlh', 100, 'ppm', '30min', 'critical', 'NIOSH IDLH', false, 'UNCONFIRMED (docs/domain.md §4.3)'),
   ('no2', 'occupational', 10, 'mg/m3', 'PC-STEL', 'info', 'GBZ 2.1-2019 PC-STEL (PC-TWA 5)', false,
-   'UNCONFIRMED (docs/standards.md §4.3): from memory'),
+   'UNCONFIRMED (docs/domain.md §4.3): from memory'),
   ('no2', 'idlh', 13, 'ppm', '30min', 'critical', 'NIOSH IDLH', false,
-   'UNCONFIRMED (docs/standards.md §4.3 gives 13-20 ppm); the lower value is seeded');
+   'UNCONFIRMED (docs/domain.md §4.3 gives 13-20 ppm); the lower value is seeded');

@@ -1,7 +1,7 @@
 -- requires: timescaledb
 -- Applied only when the timescaledb extension is available; see docs/adr/0003.
 -- Chunks of seven days: a remote-sensing site measures at most a few thousand passes an hour
--- (docs/standards.md §3.4: 200-3600 vehicles/h), two orders of magnitude fewer rows than a walk-through
+-- (docs/domain.md §3.4: 200-3600 vehicles/h), two orders of magnitude fewer rows than a walk-through
 -- vehicle's 1 Hz readings, so a week keeps chunks at a size comparable to walkthrough_readings'.
 SELECT create_hypertable('rs_passes', by_range('ts', INTERVAL '7 days'),
                          migrate_data => true);

@@ -1,7 +1,7 @@
 """An emergency (应急) vehicle surveying the plume of a point release, over MQTT.
 
 The plume is a steady-state Gaussian plume (:func:`gaussian_plume`) under a given wind and
-Pasquill–Gifford stability class. The vehicle uses the HJ 589 air sampling layout (docs/standards.md
+Pasquill–Gifford stability class. The vehicle uses the HJ 589 air sampling layout (docs/domain.md
 §4.1): a control point upwind, then arcs across the plume downwind at set distances, reading
 once a second. Run ``python -m simulators.emergency --help``; with ``--api-url`` and
 ``--open-incident`` it first opens the incident over the HTTP API, otherwise it prints the

@@ -3,7 +3,7 @@
 No I/O and no clock. The tables (gates, limits) are built from rows the store loads; times are
 epoch microseconds UTC.
 
-**Six calendar months.** The national rule (docs/standards.md §3.2) judges a vehicle a high emitter
+**Six calendar months.** The national rule (docs/domain.md §3.2) judges a vehicle a high emitter
 when the same pollutant exceeds on two or more consecutive valid passes "within 6 calendar
 (natural) months". Calendar months are counted in China Standard Time (UTC+8): each pass's
 month is ``datetime64[M]`` of its CST time, and passes lie within a window of ``M`` calendar
@@ -85,7 +85,7 @@ _OPEN_END_US = np.iinfo(np.int64).max
 def vsp_kw_per_t(
     speed_ms: npt.ArrayLike, accel_ms2: npt.ArrayLike, grade: npt.ArrayLike
 ) -> FloatArray:
-    """Vehicle specific power in kW/t (Jiménez-Palacios 1999, docs/standards.md §3.5):
+    """Vehicle specific power in kW/t (Jiménez-Palacios 1999, docs/domain.md §3.5):
     ``v·(1.1·a + 9.81·grade + 0.132) + 0.000302·v³`` with v in m/s, a in m/s² and grade as
     rise over run. NaN where an input is NaN. The coefficients are meant for vehicles under
     3.855 t."""
@@ -366,7 +366,7 @@ def find_confirmations(
     return Confirmations(order.astype(np.intp), first[last].astype(np.intp), last.astype(np.intp))
 
 
-_CONSECUTIVE, _WINDOW_MONTHS = 2, 6  # docs/standards.md §3.2
+_CONSECUTIVE, _WINDOW_MONTHS = 2, 6  # docs/domain.md §3.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +390,7 @@ class RuleParams:
         return (
             f"high emitter: {self.consecutive} or more consecutive valid remote-sensing passes "
             f"over the limit within {self.window_months} calendar months "
-            "(national rule as adopted by DB11, docs/standards.md §3.2)"
+            "(national rule as adopted by DB11, docs/domain.md §3.2)"
         )
 
 

@@ -2,7 +2,7 @@
 
 A pass is judged valid or invalid against the gates in ``rs_gates`` (VSP, speed, acceleration,
 slope, weather), its pollutants against the fuel type's limits in ``rs_limits``, and the
-plate against the high-emitter rule in ``rs_rule_params`` (docs/standards.md §3). All three
+plate against the high-emitter rule in ``rs_rule_params`` (docs/domain.md §3). All three
 tables are seeded with their sources and reloaded by :meth:`RemoteSensingPipeline.refresh`.
 """
 

@@ -1,7 +1,7 @@
 """The local background a hotspot is measured against: a rolling low percentile.
 
 Mobile-monitoring practice estimates background as a flat or rolling low percentile of the
-recent time series (docs/standards.md §5.2); here it is the ``percentile``-th percentile of the
+recent time series (docs/domain.md §5.2); here it is the ``percentile``-th percentile of the
 fleet's accepted readings over the last ``window_s`` seconds. :func:`background_level` is the
 maths; :class:`BackgroundWindow` is the bounded buffer of recent readings the worker owns and
 feeds.

@@ -1,7 +1,7 @@
 """Drive passes: one vehicle's uninterrupted run of readings along one road segment.
 
 A pass is the unit that detection compares with limits and with the background, following
-mobile-monitoring practice (per-segment "drive-pass means", docs/standards.md §5.1).
+mobile-monitoring practice (per-segment "drive-pass means", docs/domain.md §5.1).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Citations of the standards reference: the repository and the seeded reference texts cite
-docs/standards.md (which ships with the code), never a reference file that does not, and every
+docs/domain.md (which ships with the code), never a reference file that does not, and every
 cited section exists."""
 
 from __future__ import annotations
@@ -12,21 +12,21 @@ import asyncpg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STANDARDS = ROOT / "docs" / "standards.md"
-MIGRATION = ROOT / "migrations" / "0009_standards_citations.sql"
+STANDARDS = ROOT / "docs" / "domain.md"
+MIGRATION = ROOT / "migrations" / "0009_domain_citations.sql"
 
 # The old reference's name, spelled so that this file does not contain it.
 OLD_NAME = "DOMAIN" + ".md"
-NEW_NAME = "docs/standards.md"
+NEW_NAME = "docs/domain.md"
 
 # Allowed to name the old reference: CI machinery, and the migration that rewrites it.
 _EXEMPT_DIRS = (".ci/",)
-_EXEMPT_FILES = {"migrations/0009_standards_citations.sql"}
+_EXEMPT_FILES = {"migrations/0009_domain_citations.sql"}
 _SKIP_WALK = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache"}
 
-# "docs/standards.md §3.1/§3.4", "docs/standards.md §4.3", "docs/standards.md (§3.2)", ...
+# "docs/domain.md §3.1/§3.4", "docs/domain.md §4.3", "docs/domain.md (§3.2)", ...
 _CITATION = re.compile(
-    r"docs/standards\.md\s*\(?\s*(§\d+(?:\.\d+)*(?:\s*(?:/|,|and|or|to|–|-)\s*§\d+(?:\.\d+)*)*)"
+    r"docs/domain\.md\s*\(?\s*(§\d+(?:\.\d+)*(?:\s*(?:/|,|and|or|to|–|-)\s*§\d+(?:\.\d+)*)*)"
 )
 _SECTION = re.compile(r"§(\d+(?:\.\d+)*)")
 _HEADING = re.compile(r"^#{2,6}\s+(\d+(?:\.\d+)*)\.?\s+\S", re.MULTILINE)
@@ -100,7 +100,7 @@ def test_every_citation_in_the_repository_points_at_an_existing_section() -> Non
     sections = _sections()
     cited: dict[str, list[str]] = {}
     for name, text in _text_files().items():
-        # Over the whole text: a citation may wrap ("docs/standards.md" at a line's end).
+        # Over the whole text: a citation may wrap ("docs/domain.md" at a line's end).
         for match in _CITATION.finditer(text):
             number = text.count("\n", 0, match.start()) + 1
             for section in _SECTION.findall(match.group(1)):
@@ -226,10 +226,10 @@ async def test_0009_rewrites_an_existing_installation_and_is_idempotent(
 @pytest.mark.parametrize(
     ("text", "sections"),
     [
-        ("(docs/standards.md §3.1/§3.4, SECONDARY)", ["3.1", "3.4"]),
-        ("UNCONFIRMED (docs/standards.md §4.3): from memory", ["4.3"]),
-        ("Figures: docs/standards.md §2.", ["2"]),
-        ("docs/standards.md §5.1 and §5.3", ["5.1", "5.3"]),
+        ("(docs/domain.md §3.1/§3.4, SECONDARY)", ["3.1", "3.4"]),
+        ("UNCONFIRMED (docs/domain.md §4.3): from memory", ["4.3"]),
+        ("Figures: docs/domain.md §2.", ["2"]),
+        ("docs/domain.md §5.1 and §5.3", ["5.1", "5.3"]),
     ],
 )
 def test_citations_are_parsed_with_every_section_they_name(text: str, sections: list[str]) -> None:
