@@ -1,4 +1,5 @@
-# The service image: `telemetry migrate | serve | ingest | simulate | roads import`.
+# The service image: `telemetry migrate | serve | ingest | broker run | vehicles | simulate |
+# roads import`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,6 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /app
+
+# Mosquitto 2.0 for `telemetry broker run` (docker-compose's broker service runs this image).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends mosquitto \
+    && rm -rf /var/lib/apt/lists/*
 
 # Pinned dependencies first, in their own layer, so that code changes do not reinstall them.
 COPY requirements.txt ./
@@ -19,11 +25,15 @@ COPY telemetry ./telemetry
 COPY api ./api
 COPY simulators ./simulators
 COPY migrations ./migrations
+COPY deploy/mosquitto ./deploy/mosquitto
 COPY data ./data
+# The broker's state directory belongs to the service account; a new volume mounted there
+# takes this ownership.
 RUN pip install --no-deps -e . \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin telemetry
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin telemetry \
+    && install -d -o telemetry -g telemetry /var/lib/telemetry-broker
 
 USER telemetry
-EXPOSE 8000
+EXPOSE 8000 1883 8883
 ENTRYPOINT ["telemetry"]
 CMD ["serve"]

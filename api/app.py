@@ -8,16 +8,16 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import telemetry
 from api.deps import Resources
 from api.errors import install_error_handlers
-from api.routers import api_v1, health
+from api.routers import api_v1, auth, health
 from telemetry.db import create_pool
 from telemetry.kinds.registry import KINDS
 from telemetry.settings import Settings
-from telemetry.web import ERROR_CODES, error_responses
+from telemetry.web import ERROR_CODES, TOKEN_URL, error_responses, require_viewer
 
 __all__ = ["create_app"]
 
@@ -29,14 +29,22 @@ CONNECT_TIMEOUT_S = 10.0
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 
-#: What every resource route may answer besides its own errors: an invalid request, and the
-#: database being unreachable. (Routes add their 400, 404 and 409.)
-COMMON_ERRORS = error_responses(422, 503)
+#: What every resource route may answer besides its own errors: no valid token, an invalid
+#: request, and the database being unreachable. (Routes add their 400, 403, 404 and 409.)
+COMMON_ERRORS = error_responses(401, 422, 503)
+#: Every resource route needs a token of some role; routes that change something ask for more.
+SECURED = [Depends(require_viewer)]
 
 _ERROR_ROWS = "".join(
     f"| {status} | `{code}` | {text} |\n" for status, (code, text) in ERROR_CODES.items()
 )
 DESCRIPTION = f"""Alerts, vehicles and road segments from environmental monitoring vehicles.
+
+Every `/api/v1` route but `POST {TOKEN_URL}` needs `Authorization: Bearer <token>`: log in
+there with a user name and password (or use **Authorize** above). Roles: `viewer` reads
+everything; `officer` also acknowledges and resolves alerts and opens and closes incidents;
+`admin` also changes thresholds, limits, gates, tiers and accounts and reads `/api/v1/audit`.
+The account of the token is recorded as the one who made a change.
 
 Every error, on every route (an unknown route and a method a route lacks included), answers
 `{{"error": code, "detail": message}}`, with one code per status; a 422 from validating the
@@ -60,10 +68,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.resources = Resources(settings=settings)
     install_error_handlers(app)
-    app.include_router(api_v1, responses=COMMON_ERRORS)
+    app.include_router(api_v1, responses=COMMON_ERRORS, dependencies=SECURED)
+    app.include_router(auth.router)
     app.include_router(health.router)
     for spec in KINDS:
-        app.include_router(spec.router, responses=COMMON_ERRORS)
+        app.include_router(spec.router, responses=COMMON_ERRORS, dependencies=SECURED)
     return app
 
 

@@ -5,7 +5,8 @@ Every error answer, whatever raised it, has the body :class:`telemetry.web.Error
 plus ``errors`` when the request failed validation. Domain errors map by type; the framework's
 own answers (no such route, a method the route lacks, an unreadable body) keep their status.
 Other exceptions stay server errors: they answer 500 ``internal`` and reach the log with their
-traceback.
+traceback. A 401 always carries ``WWW-Authenticate: Bearer`` (RFC 6750) and a 429
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from starlette.exceptions import HTTPException
 
 from telemetry.errors import (
     ConflictError,
+    ForbiddenError,
     NotFoundError,
+    RateLimitedError,
     TelemetryError,
+    UnauthorizedError,
     UnavailableError,
     ValidationError,
 )
@@ -32,9 +36,12 @@ __all__ = ["STATUS", "error_response", "install_error_handlers"]
 #: Domain error → HTTP status; subclasses take their base's entry. Other domain errors (e.g.
 #: RoadNetworkError) are not client-facing and stay server errors.
 STATUS: dict[type[TelemetryError], int] = {
+    UnauthorizedError: 401,
+    ForbiddenError: 403,
     NotFoundError: 404,
     ConflictError: 409,
     ValidationError: 422,
+    RateLimitedError: 429,
     UnavailableError: 503,
 }
 
@@ -64,9 +71,18 @@ def _code(status: int) -> ErrorCode:
     return ERROR_CODES[status][0]
 
 
+def _headers(exc: Exception) -> dict[str, str] | None:
+    if isinstance(exc, UnauthorizedError):
+        challenge = 'Bearer error="invalid_token"' if exc.invalid_token else "Bearer"
+        return {"WWW-Authenticate": challenge}
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(exc.retry_after_s)}
+    return None
+
+
 def _domain(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(status, str(exc))
+        return error_response(status, str(exc), headers=_headers(exc))
 
     return handle
 

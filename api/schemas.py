@@ -9,11 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from telemetry.accounts.model import NAME_PATTERN, Role
+from telemetry.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from telemetry.kinds.contract import Kind
 from telemetry.web import (
     BIGINT_MAX,
+    TEXT_PATTERN,
     BodyModel,
     LineString,
     Name,
@@ -25,19 +28,29 @@ from telemetry.web import (
 )
 
 __all__ = [
+    "Account",
+    "AccountCreate",
+    "AccountCreated",
+    "AccountUpdate",
     "Alert",
     "AlertAction",
     "AlertPage",
     "AlertQuery",
     "AlertStatus",
+    "AuditEntry",
+    "AuditPage",
+    "AuditQuery",
     "Check",
     "DeadLetter",
     "DeadLetterPage",
     "DeadLetterQuery",
     "Health",
+    "Me",
     "Segment",
     "SegmentHour",
     "SegmentQuery",
+    "Token",
+    "TokenRevocation",
     "Vehicle",
     "VehiclePage",
     "VehicleQuery",
@@ -126,9 +139,14 @@ class AlertPage(BaseModel):
 
 
 class AlertAction(BodyModel):
-    """Who acknowledges or resolves an alert, and why."""
+    """Why an alert is acknowledged or resolved. The account of the bearer token is recorded
+    as the one who did it."""
 
-    by: Who
+    by: Who | None = Field(
+        None,
+        deprecated=True,
+        description="ignored: the token's account is recorded, whatever this says",
+    )
     note: Note | None = None
 
 
@@ -218,3 +236,110 @@ class Health(BaseModel):
     # Seconds the oldest received, not yet committed and acknowledged message has waited
     # (null when none waits, or when this process does not ingest).
     oldest_unacked_age_s: float | None = None
+
+
+# --- accounts, tokens and the audit log ----------------------------------------------------
+
+AccountName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Cursor = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+
+
+class Token(BaseModel):
+    """A bearer token (OAuth2 token response): send ``Authorization: Bearer <access_token>``."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds until the token expires")
+
+
+class Me(BaseModel):
+    """The account a token belongs to."""
+
+    name: str
+    role: Role
+
+
+class Account(BaseModel):
+    """An account (never its password)."""
+
+    id: int
+    name: str
+    role: Role
+    disabled: bool
+    disabled_at: datetime | None
+    created_at: datetime
+    live_tokens: int | None = Field(None, description="unexpired, unrevoked tokens")
+
+
+class AccountCreate(BodyModel):
+    """A new account. Without ``password`` one is generated and answered once."""
+
+    name: AccountName
+    role: Role
+    password: (
+        Annotated[
+            str,
+            StringConstraints(
+                min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH, pattern=TEXT_PATTERN
+            ),
+        ]
+        | None
+    ) = None
+
+
+class AccountCreated(Account):
+    password: str | None = Field(description="the generated password (shown once), or null")
+
+
+class AccountUpdate(BodyModel):
+    """A new role and / or disabling or enabling; disabling revokes the account's tokens."""
+
+    role: Role | None = None
+    disabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> AccountUpdate:
+        if self.role is None and self.disabled is None:
+            raise ValueError("give role, disabled or both")
+        return self
+
+
+class TokenRevocation(BaseModel):
+    revoked: int = Field(description="how many live tokens were revoked")
+
+
+class AuditQuery(TimeWindow):
+    """Filters of ``GET /audit``: ``since``/``until`` select the time of the change."""
+
+    account: Annotated[Text, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        None, description="an account name, or cli:<user> for the command line"
+    )
+    entity: Name | None = Field(
+        None,
+        description="alert, incident, threshold, rs_limit, rs_gate, emergency_tier or account",
+    )
+    entity_id: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = None
+    action: Name | None = Field(None, description="e.g. alert.acknowledge")
+    limit: int = Field(50, ge=1, le=500)
+    cursor: Cursor | None = Field(None, description="the previous page's next_cursor")
+
+
+class AuditEntry(BaseModel):
+    """One change: who made it, when (the time of its transaction), what, and the entity
+    before and after (null before a creation)."""
+
+    id: int
+    at: datetime
+    account: str
+    action: str
+    entity: str
+    entity_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null at the end"
+    )

@@ -1,9 +1,10 @@
 """Ingest benchmark: one `telemetry ingest` process, single-reading QoS 1 messages.
 
-Starts the project's own Mosquitto (deploy/mosquitto/mosquitto.conf) on a free loopback port,
-creates a scratch database, imports the demo road network, runs one ingest worker process and
-`telemetry simulate --load` against it, prints the load report with the CPU each reading cost
-the ingest process and the broker, and cleans everything up.
+Creates a scratch database, starts the project's broker (`telemetry broker run`, authentication
+on) on a free loopback port, imports the demo road network, runs one ingest worker process and
+`telemetry simulate --load` against it (each simulated vehicle connects with its own account),
+prints the load report with the CPU each reading cost the ingest process and the broker, and
+cleans everything up.
 
     .venv/bin/python -m benchmarks.ingest --rate 20000 --count 200000
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -40,24 +42,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start_broker(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, int]:
+    """`telemetry broker run` on a free loopback port: (runner, port, Mosquitto's pid)."""
     port = _free_port()
-    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-    conf = conf.replace("listener 1883", f"listener {port} 127.0.0.1")
-    conf += f"\npersistence_location {workdir}/\nlog_dest file {workdir}/mosquitto.log\n"
-    if os.geteuid() == 0:
-        conf += "user root\n"
-    (workdir / "mosquitto.conf").write_text(conf)
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([exe, "-c", str(workdir / "mosquitto.conf")])
-    for _ in range(100):
+    state = workdir / "broker"
+    with (workdir / "broker.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telemetry", "broker", "run", "--port", str(port),
+             "--state-dir", str(state)],
+            env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+    for _ in range(300):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
+            return proc, port, int((state / "mosquitto.pid").read_text())
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise SystemExit("mosquitto did not start")
+    raise SystemExit(f"the broker did not start; see {workdir}/broker.log")
 
 
 async def _prepare(url: str) -> None:
@@ -96,17 +98,20 @@ def main() -> int:
     name = f"telemetry_bench_{uuid.uuid4().hex[:8]}"
     database_url = urlunsplit(urlsplit(args.admin_url)._replace(path=f"/{name}"))
     workdir = Path(tempfile.mkdtemp(prefix="telemetry-bench-"))
-    broker, port = _start_broker(workdir)
     env = {
         **os.environ,
         "TELEMETRY_DATABASE_URL": database_url,
-        "TELEMETRY_MQTT_URL": f"mqtt://127.0.0.1:{port}",
+        "TELEMETRY_MQTT_USERNAME": "bench-ingest",
+        "TELEMETRY_MQTT_PASSWORD": secrets.token_urlsafe(24),
         "TELEMETRY_MQTT_CLIENT_ID": "bench-ingest",
     }
+    env.pop("TELEMETRY_MQTT_URL", None)
     telemetry = [sys.executable, "-m", "telemetry"]
-    ingest = None
+    ingest = broker = None
     try:
         asyncio.run(_prepare(database_url))
+        broker, port, broker_pid = _start_broker(workdir, env)
+        env["TELEMETRY_MQTT_URL"] = f"mqtt://127.0.0.1:{port}"
         subprocess.run(
             [*telemetry, "roads", "import", str(ROOT / "data/roads/demo.geojson")],
             env=env,
@@ -116,7 +121,7 @@ def main() -> int:
             ingest = subprocess.Popen([*telemetry, "ingest"], env=env, stdout=log, stderr=log)
         time.sleep(2.0)  # let the worker connect and subscribe before the stream starts
         print(f"ingest: 1 process; broker: project Mosquitto on port {port}; database: {name}")
-        cpu_before = (_cpu_s(ingest.pid), _cpu_s(broker.pid))
+        cpu_before = (_cpu_s(ingest.pid), _cpu_s(broker_pid))
         result = subprocess.run(
             [
                 *telemetry,
@@ -134,7 +139,7 @@ def main() -> int:
             env=env,
         )
         ingest_s, broker_s = (
-            _cpu_s(p) - b for p, b in zip((ingest.pid, broker.pid), cpu_before, strict=True)
+            _cpu_s(p) - b for p, b in zip((ingest.pid, broker_pid), cpu_before, strict=True)
         )
         us = 1e6 / args.count
         print(
@@ -146,8 +151,9 @@ def main() -> int:
         if ingest is not None:
             ingest.terminate()
             ingest.wait(timeout=30)
-        broker.terminate()
-        broker.wait(timeout=10)
+        if broker is not None:
+            broker.terminate()
+            broker.wait(timeout=10)
         asyncio.run(_drop(args.admin_url, name))
         shutil.rmtree(workdir, ignore_errors=True)
 

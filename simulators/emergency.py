@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from simulators.publisher import Publisher
+from simulators.accounts import vehicle_publisher
 from telemetry.errors import TelemetryError, ValidationError
+from telemetry.kinds.contract import Kind
 from telemetry.kinds.emergency.detection import MOLAR_MASS_G_MOL, mgm3_to_ppm
 from telemetry.settings import Settings
 
@@ -38,6 +40,7 @@ __all__ = [
     "BRIGGS_RURAL",
     "Release",
     "add_arguments",
+    "api_token",
     "briggs_sigmas",
     "gaussian_plume",
     "main",
@@ -265,6 +268,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--open-incident", action="store_true", help="open the incident over --api-url first"
     )
+    parser.add_argument(
+        "--api-user",
+        help="open it as this account (officer or admin), logging in with the password in "
+        "TELEMETRY_API_PASSWORD (asked for when unset); without it, the token in "
+        "TELEMETRY_API_TOKEN (see `telemetry users token`) is sent",
+    )
 
 
 def _release(args: argparse.Namespace) -> Release:
@@ -288,20 +297,60 @@ def _incident_body(release: Release, started_ms: int) -> dict[str, Any]:
         "lon": release.lon,
         "started_at": started,
         "suspected_substances": [release.substance],
-        "by": "simulator",
     }
 
 
-def _open_incident(api_url: str, body: dict[str, Any]) -> int:
+def api_token(api_url: str, user: str | None) -> str:
+    """A bearer token: logged in as ``user`` (password from TELEMETRY_API_PASSWORD, or asked
+    for), or else TELEMETRY_API_TOKEN. The token is the account the incident is opened as."""
+    if user is None:
+        token = os.environ.get("TELEMETRY_API_TOKEN")
+        if not token:
+            raise ValidationError(
+                "--open-incident needs an account: --api-user NAME (password in "
+                "TELEMETRY_API_PASSWORD), or a token in TELEMETRY_API_TOKEN"
+            )
+        return token
+    password = os.environ.get("TELEMETRY_API_PASSWORD")
+    if password is None:
+        import getpass
+
+        password = getpass.getpass(f"password of {user}: ")
+    form = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    request = urllib.request.Request(
+        api_url.rstrip("/") + "/api/v1/auth/token",
+        data=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(json.load(response)["access_token"])
+    except urllib.error.HTTPError as exc:
+        raise TelemetryError(f"could not log in as {user} at {api_url}: {_detail(exc)}") from exc
+    except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
+        raise TelemetryError(f"could not log in as {user} at {api_url}: {exc}") from exc
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        return f"{exc.code} {json.load(exc)['detail']}"
+    except (OSError, KeyError, ValueError, TypeError):
+        return str(exc)
+
+
+def _open_incident(api_url: str, body: dict[str, Any], token: str) -> int:
     request = urllib.request.Request(
         api_url.rstrip("/") + "/api/v1/incidents",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(json.load(response)["id"])
+    except urllib.error.HTTPError as exc:
+        raise TelemetryError(f"could not open the incident at {api_url}: {_detail(exc)}") from exc
     except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
         raise TelemetryError(f"could not open the incident at {api_url}: {exc}") from exc
 
@@ -313,7 +362,7 @@ async def _publish(settings: Settings, release: Release, args: argparse.Namespac
     start_ms = now_ms - 1000 * n if args.no_wait else now_ms
     records = survey_records(release, lat, lon, start_ms=start_ms, seed=args.seed)
     topic = f"{settings.mqtt_topic_prefix}/emergency/{args.vehicle}".encode()
-    async with Publisher(settings.mqtt, f"sim-{args.vehicle}-{os.getpid()}") as publisher:
+    async with vehicle_publisher(settings, args.vehicle, Kind.EMERGENCY) as publisher:
         if args.no_wait:
             await publisher.publish([(topic, json.dumps(r).encode()) for r in records])
         else:
@@ -337,11 +386,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if args.open_incident:
             if not args.api_url:
                 raise ValidationError("--open-incident needs --api-url")
-            print(f"opened incident {_open_incident(args.api_url, body)}")
+            token = api_token(args.api_url, args.api_user)
+            print(f"opened incident {_open_incident(args.api_url, body, token)}")
         else:
             base = args.api_url or "http://127.0.0.1:8000"
             print(
-                "open the incident with:\n  curl -X POST -H 'Content-Type: application/json' "
+                "open the incident as an officer with (TOKEN from POST /api/v1/auth/token or "
+                "`telemetry users token NAME`):\n  curl -X POST -H 'Content-Type: "
+                'application/json\' -H "Authorization: Bearer $TOKEN" '
                 f"{base}/api/v1/incidents -d '{json.dumps(body)}'"
             )
         return asyncio.run(_publish(settings, release, args))

@@ -14,17 +14,19 @@ import logging
 import math
 import secrets
 import time
-from contextlib import AsyncExitStack
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import asyncpg
 import numpy as np
 
+from simulators.accounts import fleet_publishers, remove_vehicles
 from simulators.fleet import Fleet, tick_readings
 from simulators.network import FloatArray, RoadNetwork
 from simulators.plume import Plumes, Source
 from simulators.publisher import Publisher, encode, topic_for
 from telemetry.errors import TelemetryError, ValidationError
+from telemetry.kinds.contract import Kind
 from telemetry.settings import Settings
 
 __all__ = [
@@ -192,17 +194,25 @@ def plan_load(
     return LoadPlan(fleet.vehicle_ids, per_publisher)
 
 
-async def _pace(publisher: Publisher, messages: list[tuple[bytes, bytes]], rate: float,
-                started: float, stop: asyncio.Event) -> None:  # fmt: skip
-    """Publish ``messages`` at ``rate``/s from ``started`` (perf_counter), in slices."""
+async def _pace(clients: Mapping[bytes, Publisher], messages: list[tuple[bytes, bytes]],
+                rate: float, started: float, stop: asyncio.Event) -> None:  # fmt: skip
+    """Publish ``messages`` at ``rate``/s from ``started`` (perf_counter), in slices, each over
+    its vehicle's own connection (``clients[topic]``), in order."""
     sent, total = 0, len(messages)
     while sent < total and not stop.is_set():
         due = min(total, int((time.perf_counter() - started) * rate) + 1)
-        end = min(due, sent + publisher.capacity)
-        if end > sent:
-            sent += publisher.send(stamp(messages[sent:end], time.time_ns() // 1_000_000))
-        if sent < due:
-            await publisher.wait_for_space(_SLICE_S)
+        tail = b"%d}" % (time.time_ns() // 1_000_000)
+        blocked = None
+        while sent < due:
+            topic, head = messages[sent]
+            client = clients[topic]
+            if not client.capacity:
+                blocked = client
+                break
+            client.send(((topic, head + tail),))
+            sent += 1
+        if blocked is not None:
+            await blocked.wait_for_space(_SLICE_S)
         else:
             await asyncio.sleep(_SLICE_S)
 
@@ -273,8 +283,9 @@ async def run_load(
     settle_s: float = 15.0,
     max_wait_s: float = 600.0,
 ) -> LoadReport:
-    """Publish ``count`` readings at ``rate``/s over ``publishers`` connections, wait for the
-    ingest service to store them, and report counts, rates and latencies."""
+    """Publish ``count`` readings at ``rate``/s, each vehicle over its own connection as its own
+    (simulated) account, paced by ``publishers`` tasks; wait for the ingest service to store
+    them, and report counts, rates and latencies. The run's accounts are removed at the end."""
     if rate <= 0:
         raise ValidationError("rate must be positive")
     run = secrets.token_hex(3)
@@ -296,27 +307,30 @@ async def run_load(
     except (OSError, asyncpg.PostgresError) as exc:
         raise TelemetryError(f"cannot connect to the database: {exc}") from exc
     try:
-        clients = [
-            Publisher(settings.mqtt, f"sim-load-{run}-{i}", session_expiry_s=600)
-            for i in range(publishers)
-        ]
-        async with AsyncExitStack() as connections:
-            for client in clients:
-                await connections.enter_async_context(client)
-            log.info("publishing at %.0f readings/s over %d connections", rate, publishers)
-            started_ms = time.time() * 1000.0
-            started = time.perf_counter()
-            share = rate / publishers
-            await asyncio.gather(
-                *(
-                    _pace(client, messages, share, started, stop)
-                    for client, messages in zip(clients, plan.per_publisher, strict=True)
+        try:
+            async with fleet_publishers(
+                settings, vehicle_ids, Kind.WALKTHROUGH, session_expiry_s=600
+            ) as clients:
+                by_topic = {
+                    topic_for(settings.mqtt_topic_prefix, v).encode(): p for v, p in clients.items()
+                }
+                log.info("publishing at %.0f readings/s over %d connections", rate, len(clients))
+                started_ms = time.time() * 1000.0
+                started = time.perf_counter()
+                share = rate / publishers
+                await asyncio.gather(
+                    *(
+                        _pace(by_topic, messages, share, started, stop)
+                        for messages in plan.per_publisher
+                    )
                 )
-            )
-            finished_ms = time.time() * 1000.0
-            await asyncio.gather(*(client.drain(timeout_s=30.0) for client in clients))
-        published = sum(c.published for c in clients)
-        acknowledged = sum(c.acknowledged for c in clients)
+                finished_ms = time.time() * 1000.0
+                await asyncio.gather(*(p.drain(timeout_s=30.0) for p in clients.values()))
+        finally:
+            # The run's vehicles are new ones each run: do not let their accounts pile up.
+            await remove_vehicles(settings, vehicle_ids)
+        published = sum(p.published for p in clients.values())
+        acknowledged = sum(p.acknowledged for p in clients.values())
         log.info("published %d, acknowledged %d; waiting for storage", published, acknowledged)
         await wait_until_stored(
             conn, vehicle_ids, published, settle_s=settle_s, max_wait_s=max_wait_s

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,11 @@ _DEFAULT_RECEIVE_MAXIMUM = 65_535
 
 
 class PublishError(TelemetryError):
-    """The broker could not be reached or refused the connection."""
+    """The broker could not be reached or (``refused``) refused the connection."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 def topic_for(prefix: str, vehicle_id: str, kind: Kind = Kind.WALKTHROUGH) -> str:
@@ -145,7 +149,9 @@ class Publisher:
             ) from exc
         except Exception as exc:  # gmqtt raises its own MQTTConnectError for refusals
             await self._abandon()
-            raise PublishError(f"the MQTT broker refused {self.client_id}: {exc}") from exc
+            raise PublishError(
+                f"the MQTT broker refused {self.client_id}: {exc}", refused=True
+            ) from exc
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -227,21 +233,24 @@ class Publisher:
 
 async def drive_fleet(
     fleet: Fleet,
-    publisher: Publisher,
+    publishers: Mapping[str, Publisher],
     topic_prefix: str,
     stop: asyncio.Event,
     *,
     duration_s: float | None = None,
     backlog_max: int = 100_000,
 ) -> int:
-    """Tick the fleet on whole wall-clock seconds and publish what it sends, until ``stop`` is
-    set or ``duration_s`` passes; returns the number of readings generated.
+    """Tick the fleet on whole wall-clock seconds and publish what each vehicle sends over its
+    publisher (``publishers[vehicle_id]``), until ``stop`` is set or ``duration_s`` passes;
+    returns the number of readings generated.
 
     Ticking never waits for the broker: while it is unreachable, messages wait in a backlog
-    (at most ``backlog_max``, oldest dropped with a warning) that drains once it is back.
+    per vehicle (at most ``backlog_max`` in all, oldest dropped with a warning) that drains
+    once it is back.
     """
     topics = {v: topic_for(topic_prefix, v).encode() for v in fleet.vehicle_ids}
-    backlog: deque[tuple[bytes, bytes]] = deque()
+    backlogs: dict[str, deque[tuple[bytes, bytes]]] = {v: deque() for v in fleet.vehicle_ids}
+    per_vehicle_max = max(1, backlog_max // max(1, len(backlogs)))
     next_s = float(int(time.time()) + 1)
     end_s = None if duration_s is None else time.time() + duration_s
     readings = dropped = 0
@@ -253,23 +262,28 @@ async def drive_fleet(
         except TimeoutError:
             pass
         for vehicle_id, payload in fleet.advance(datetime.fromtimestamp(next_s, UTC)):
-            backlog.append((topics[vehicle_id], encode(payload)))
+            backlogs[vehicle_id].append((topics[vehicle_id], encode(payload)))
             readings += len(payload) if isinstance(payload, list) else 1
-        while len(backlog) > backlog_max:
-            backlog.popleft()
-            dropped += 1
-            if dropped == 1 or dropped % 1000 == 0:
-                log.warning("broker unreachable: %d messages dropped from the backlog", dropped)
-        if backlog:
-            batch = list(backlog)
-            for _ in range(publisher.send(batch)):
+        for vehicle_id, backlog in backlogs.items():
+            while len(backlog) > per_vehicle_max:
                 backlog.popleft()
+                dropped += 1
+                if dropped == 1 or dropped % 1000 == 0:
+                    log.warning("broker unreachable: %d messages dropped from the backlog", dropped)
+            if backlog:
+                for _ in range(publishers[vehicle_id].send(list(backlog))):
+                    backlog.popleft()
         next_s += 1.0
-    try:
-        async with asyncio.timeout(10.0):
-            await publisher.publish(list(backlog))
-    except TimeoutError:
-        log.warning("broker unreachable at shutdown: %d messages not sent", len(backlog))
-    if not await publisher.drain(timeout_s=10.0):
-        log.warning("%d messages were not acknowledged before shutdown", publisher.inflight)
+
+    async def finish(vehicle_id: str) -> None:
+        publisher, backlog = publishers[vehicle_id], backlogs[vehicle_id]
+        try:
+            async with asyncio.timeout(10.0):
+                await publisher.publish(list(backlog))
+        except TimeoutError:
+            log.warning("broker unreachable at shutdown: %d messages not sent", len(backlog))
+        if not await publisher.drain(timeout_s=10.0):
+            log.warning("%d messages were not acknowledged before shutdown", publisher.inflight)
+
+    await asyncio.gather(*(finish(v) for v in backlogs))
     return readings

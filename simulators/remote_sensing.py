@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from simulators.accounts import vehicle_publisher
 from simulators.network import load_network
-from simulators.publisher import Publisher, topic_for
+from simulators.publisher import topic_for
 from telemetry.errors import TelemetryError
 from telemetry.kinds.contract import Kind
 from telemetry.settings import Settings
@@ -228,9 +228,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     topic = topic_for(settings.mqtt_topic_prefix, args.vehicle_id, Kind.REMOTE_SENSING).encode()
     end = None if args.duration_s is None else time.time() + args.duration_s
     passes = 0
-    client_id = f"sim-{args.vehicle_id}-{os.getpid()}"
     try:
-        async with Publisher(settings.mqtt, client_id) as publisher:
+        async with vehicle_publisher(settings, args.vehicle_id, Kind.REMOTE_SENSING) as publisher:
             log.info("site %s at %.6f,%.6f; high emitters %s", site.site_id, lon, lat,
                      ", ".join(site.high_plates))  # fmt: skip
             next_s = float(int(time.time()) + 1)

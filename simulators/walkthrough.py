@@ -6,17 +6,18 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 
+from simulators.accounts import fleet_publishers
 from simulators.fleet import Fleet
 from simulators.load import run_load
 from simulators.network import RoadNetwork, load_network
 from simulators.plume import Plumes, Source, default_sources, parse_source
-from simulators.publisher import Publisher, drive_fleet
+from simulators.publisher import drive_fleet
 from telemetry.errors import TelemetryError, ValidationError
+from telemetry.kinds.contract import Kind
 from telemetry.settings import Settings
 
 __all__ = ["DEFAULT_ROADS", "add_arguments", "run"]
@@ -77,7 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--count", type=_positive_int, help="readings to publish (default 10 s at --rate)"
     )
     load.add_argument(
-        "--publishers", type=_positive_int, default=4, help="parallel MQTT connections (default 4)"
+        "--publishers",
+        type=_positive_int,
+        default=4,
+        help="pacing tasks the vehicles are divided among (default 4); each vehicle publishes "
+        "over its own connection with its own account",
     )
     load.add_argument(
         "--settle-s",
@@ -118,15 +123,16 @@ async def _demo(settings: Settings, args: argparse.Namespace, network: RoadNetwo
         )
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    client_id = f"sim-{fleet.vehicle_ids[0]}-{os.getpid()}"
-    async with Publisher(settings.mqtt, client_id) as publisher:
+    async with fleet_publishers(settings, fleet.vehicle_ids, Kind.WALKTHROUGH) as publishers:
         log.info("driving %d vehicles; Ctrl-C stops", len(fleet.vehicle_ids))
         readings = await drive_fleet(
-            fleet, publisher, settings.mqtt_topic_prefix, stop, duration_s=args.duration_s
+            fleet, publishers, settings.mqtt_topic_prefix, stop, duration_s=args.duration_s
         )
+        published = sum(p.published for p in publishers.values())
+        acknowledged = sum(p.acknowledged for p in publishers.values())
         print(
             f"{readings} readings from {len(fleet.vehicle_ids)} vehicles; "
-            f"{publisher.published} messages published, {publisher.acknowledged} acknowledged"
+            f"{published} messages published, {acknowledged} acknowledged"
         )
     return 0
 

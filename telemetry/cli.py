@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -96,6 +97,109 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return int(simulator.run(settings, args))
 
 
+def _add_broker_commands(sub: Any) -> None:
+    """``telemetry vehicles register|revoke|list`` and ``telemetry broker run``
+    (docs/adr/0007-broker-accounts.md)."""
+    from telemetry.accounts.commands import cli_actor
+    from telemetry.broker import repository, vehicles
+    from telemetry.broker.config import Listeners
+    from telemetry.broker.runner import BrokerOptions, run_broker
+
+    async def on_database(settings: Settings, work: Any) -> Any:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(settings.database_url)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise TelemetryError(f"cannot connect to the database: {exc}") from exc
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    def register(settings: Settings, args: argparse.Namespace) -> int:
+        reserved = {settings.mqtt.username} if settings.mqtt.username else set()
+        password = asyncio.run(
+            on_database(
+                settings,
+                lambda c: vehicles.register(
+                    c,
+                    args.vehicle_id,
+                    args.kind,
+                    actor=cli_actor(),
+                    new_password=args.new_password,
+                    reserved=reserved,
+                ),
+            )
+        )
+        print(f"registered {args.vehicle_id} ({args.kind}): MQTT username {args.vehicle_id},")
+        print(f"publishes to {settings.mqtt_topic_prefix}/{args.kind}/{args.vehicle_id} only.")
+        print("Its password, shown only this once (stored as a hash):")
+        print(password)
+        return 0
+
+    def revoke(settings: Settings, args: argparse.Namespace) -> int:
+        asyncio.run(
+            on_database(settings, lambda c: vehicles.revoke(c, args.vehicle_id, actor=cli_actor()))
+        )
+        print(f"revoked {args.vehicle_id}: the broker disconnects it and refuses it from now on")
+        return 0
+
+    def list_(settings: Settings, args: argparse.Namespace) -> int:
+        for a in asyncio.run(on_database(settings, repository.list_accounts)):
+            state = "enabled" if a.enabled else f"revoked {a.revoked_at:%Y-%m-%d %H:%M}"
+            sim = " (simulated)" if a.simulated else ""
+            print(f"{a.vehicle_id}\t{a.kind}\t{state}{sim}")
+        return 0
+
+    def broker_run(settings: Settings, args: argparse.Namespace) -> int:
+        listeners = Listeners(
+            args.port,
+            args.bind,
+            settings.broker_tls_port,
+            settings.broker_tls_certfile,
+            settings.broker_tls_keyfile,
+        )
+        options = BrokerOptions(
+            listeners,
+            Path(args.state_dir),
+            extra_passwords=args.extra_passwords,
+            extra_acl=args.extra_acl,
+        )
+        if args.config:
+            options = dataclasses.replace(options, base_config=Path(args.config))
+        return asyncio.run(run_broker(settings, options))
+
+    veh = sub.add_parser("vehicles", help="vehicles' broker accounts").add_subparsers(
+        dest="vehicles", required=True
+    )
+    reg = veh.add_parser("register", help="register a vehicle; prints its new MQTT password last")
+    reg.add_argument("vehicle_id")
+    reg.add_argument("--kind", required=True, help="walkthrough, remote_sensing or emergency")
+    reg.add_argument(
+        "--new-password", action="store_true", help="replace the password of a registered vehicle"
+    )
+    reg.set_defaults(func=register)
+    rev = veh.add_parser("revoke", help="disable a vehicle's account")
+    rev.add_argument("vehicle_id")
+    rev.set_defaults(func=revoke)
+    veh.add_parser("list", help="registered vehicles").set_defaults(func=list_)
+
+    broker = sub.add_parser("broker", help="the MQTT broker").add_subparsers(
+        dest="broker", required=True
+    )
+    run = broker.add_parser(
+        "run", help="run Mosquitto with the project's configuration and the accounts' files"
+    )
+    run.add_argument("--port", type=int, default=1883, help="plain MQTT port (default 1883)")
+    run.add_argument("--bind", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    run.add_argument("--state-dir", required=True, help="persistence, generated files, pid")
+    run.add_argument("--config", help="shared configuration (default deploy/mosquitto/...)")
+    run.add_argument("--extra-passwords", type=Path, help="more accounts: a password file")
+    run.add_argument("--extra-acl", type=Path, help="ACL lines for those accounts")
+    run.set_defaults(func=broker_run)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telemetry", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -127,6 +231,12 @@ def _parser() -> argparse.ArgumentParser:
         "--segment-length", type=float, help="metres (default TELEMETRY_SEGMENT_LENGTH_M)"
     )
     imp.set_defaults(func=_cmd_roads_import)
+
+    _add_broker_commands(sub)
+
+    from telemetry.accounts import commands as users
+
+    users.add_parser(sub)  # telemetry users add|list|set-role|disable|enable|… (people)
 
     from simulators import emergency, remote_sensing, walkthrough
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 __all__ = [
     "ConflictError",
+    "ForbiddenError",
     "IngestFailedError",
     "NotFoundError",
+    "RateLimitedError",
     "RoadNetworkError",
     "TelemetryError",
+    "UnauthorizedError",
     "UnavailableError",
     "UnsupportedLibraryError",
     "ValidationError",
@@ -29,6 +32,29 @@ class ConflictError(TelemetryError):
 
 class ValidationError(TelemetryError):
     """Input that is well-formed but not acceptable."""
+
+
+class UnauthorizedError(TelemetryError):
+    """No valid credentials: no token, or one that is unknown, expired or revoked, or a wrong
+    name or password at login. ``invalid_token`` tells a token that was presented but refused
+    from none at all (RFC 6750 answers them differently)."""
+
+    def __init__(self, message: str, *, invalid_token: bool = False) -> None:
+        super().__init__(message)
+        self.invalid_token = invalid_token
+
+
+class ForbiddenError(TelemetryError):
+    """The account is known but its role does not allow the action."""
+
+
+class RateLimitedError(TelemetryError):
+    """Too many attempts (failed logins) from one name or address; try again after
+    ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class RoadNetworkError(TelemetryError):

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["MqttEndpoint", "Settings"]
@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     timescaledb: Literal["auto", "require", "off"] = "auto"
 
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # The ingest service's own broker account. Credentials inside TELEMETRY_MQTT_URL still
+    # work; setting both with different values is an error rather than a silent choice.
+    mqtt_username: str | None = None
+    mqtt_password: str | None = Field(None, repr=False)
     mqtt_client_id: str = Field(default_factory=lambda: f"telemetry-ingest-{socket.gethostname()}")
     mqtt_topic_prefix: str = "telemetry"
     # MQTT v5 shared subscription group ($share/<group>/...): set it on every worker of a
@@ -51,6 +55,11 @@ class Settings(BaseSettings):
     # it is the ingest path's intake bound (MQTT v5 Receive Maximum, 1..65535).
     mqtt_receive_maximum: int = Field(20_000, ge=1, le=65_535)
     mqtt_session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+
+    # `telemetry broker run`: a TLS listener for vehicles when both files are given.
+    broker_tls_port: int = Field(8883, ge=1, le=65_535)
+    broker_tls_certfile: str | None = None
+    broker_tls_keyfile: str | None = None
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=1, le=65_535)
@@ -87,6 +96,16 @@ class Settings(BaseSettings):
     alert_sweep_s: Positive = 30.0
     vehicle_online_s: Positive = 60.0
 
+    # People and tokens (docs/adr/0008). A token lives this long after login, unless revoked.
+    token_ttl_s: int = Field(8 * 3600, ge=60, le=90 * 24 * 3600)
+    # Failed logins allowed per user name, and per client address, in one window; past
+    # either, login answers 429 until the window ends (shared by every API process).
+    login_max_failures_per_user: int = Field(5, ge=1)
+    login_max_failures_per_address: int = Field(50, ge=1)
+    login_window_s: int = Field(900, ge=1)
+    # /metrics without a token (Prometheus scrapers); false: it needs a token of any role.
+    metrics_public: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
@@ -107,9 +126,42 @@ class Settings(BaseSettings):
             raise ValueError("share group must be non-empty and contain no '/', '+' or '#'")
         return value
 
+    @field_validator("broker_tls_certfile", "broker_tls_keyfile", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: object) -> object:
+        # docker-compose passes an unset variable through as "".
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _mqtt_account(self) -> Settings:
+        url = MqttEndpoint(self.mqtt_url)
+        for name, value, in_url in (
+            ("username", self.mqtt_username, url.username),
+            ("password", self.mqtt_password, url.password),
+        ):
+            if value is not None and in_url is not None and value != in_url:
+                raise ValueError(
+                    f"TELEMETRY_MQTT_{name.upper()} and the {name} inside TELEMETRY_MQTT_URL "
+                    "differ; set the account in one place"
+                )
+        if (self.mqtt_username is None) != (self.mqtt_password is None) and url.username is None:
+            raise ValueError("set both TELEMETRY_MQTT_USERNAME and TELEMETRY_MQTT_PASSWORD")
+        if (self.broker_tls_certfile is None) != (self.broker_tls_keyfile is None):
+            raise ValueError(
+                "set both TELEMETRY_BROKER_TLS_CERTFILE and TELEMETRY_BROKER_TLS_KEYFILE"
+            )
+        return self
+
     @cached_property
     def mqtt(self) -> MqttEndpoint:
-        return MqttEndpoint(self.mqtt_url)
+        """The broker's address and the ingest service's account (the settings' username and
+        password, else those inside the URL)."""
+        endpoint = MqttEndpoint(self.mqtt_url)
+        if self.mqtt_username is not None:
+            endpoint.username = self.mqtt_username
+        if self.mqtt_password is not None:
+            endpoint.password = self.mqtt_password
+        return endpoint
 
     @property
     def mqtt_subscription(self) -> str:

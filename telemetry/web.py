@@ -9,6 +9,11 @@ PostgreSQL's text cannot store) or lone surrogates, ids and cursors fit their co
 fit what both Python and PostgreSQL can represent, and body numbers are finite. The error body
 every route answers with, and the OpenAPI ``responses`` that document it, are defined here too,
 so that the kinds' routers need nothing from ``api``; ``api.errors`` maps errors to them.
+
+So are the principal a request acts as and the role it needs: ``/api/v1`` requires a bearer
+token of any role (``api.app`` puts :data:`require_viewer` on every router), and a route that
+changes something takes :data:`OfficerDep` or :data:`AdminDep`, whose principal it records as
+the one who made the change (docs/adr/0008).
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol, Self
 
 import asyncpg
 from fastapi import Depends, Path, Request
+from fastapi.security import OAuth2PasswordBearer
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -31,7 +38,9 @@ from pydantic import (
     model_validator,
 )
 
-from telemetry.errors import UnavailableError, ValidationError
+from telemetry.accounts import service as accounts
+from telemetry.accounts.model import Principal, Role
+from telemetry.errors import ForbiddenError, UnauthorizedError, UnavailableError, ValidationError
 from telemetry.settings import Settings
 
 __all__ = [
@@ -41,6 +50,8 @@ __all__ = [
     "MAX_TIME",
     "MIN_TIME",
     "TEXT_PATTERN",
+    "TOKEN_URL",
+    "AdminDep",
     "AppResources",
     "BigintId",
     "BodyModel",
@@ -52,21 +63,30 @@ __all__ = [
     "LineString",
     "Name",
     "Note",
+    "OfficerDep",
     "Point",
     "PoolDep",
+    "Principal",
     "QueryModel",
     "SettingsDep",
     "Text",
     "TimeWindow",
     "Timestamp",
+    "ViewerDep",
     "Who",
+    "authenticate",
     "cursor_id",
     "cursor_time",
     "decode_cursor",
     "encode_cursor",
     "error_responses",
     "get_pool",
+    "get_principal",
     "get_settings",
+    "require",
+    "require_admin",
+    "require_officer",
+    "require_viewer",
 ]
 
 
@@ -101,14 +121,73 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
+# --- who is asking -------------------------------------------------------------------------
+
+TOKEN_URL = "/api/v1/auth/token"
+
+# Declares the OAuth2 password flow in the OpenAPI document (the Authorize button of /docs);
+# auto_error=False so that a missing token is answered by our own error body.
+_bearer = OAuth2PasswordBearer(
+    tokenUrl=TOKEN_URL,
+    scheme_name="bearer",
+    description="POST a user name and password to " + TOKEN_URL + "; send the access_token"
+    " as `Authorization: Bearer <token>`.",
+    auto_error=False,
+)
+
+
+async def get_principal(pool: PoolDep, token: Annotated[str | None, Depends(_bearer)]) -> Principal:
+    """The account the request's bearer token belongs to; :class:`UnauthorizedError` without
+    a live token. (The pool comes first: with the database unreachable the answer is 503,
+    since no token can be checked.)"""
+    if not token:
+        raise UnauthorizedError(f"this request needs a bearer token; log in at {TOKEN_URL}")
+    return await accounts.principal_for_token(pool, token)
+
+
+async def authenticate(request: Request) -> Principal:
+    """:func:`get_principal` outside dependency injection, for a route whose need of a token
+    depends on a setting (``/metrics``)."""
+    return await get_principal(get_pool(request), await _bearer(request))
+
+
+def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency answering the principal when its role allows what ``role`` may do, and
+    :class:`ForbiddenError` when it does not. (FastAPI caches :func:`get_principal` per
+    request, so a router's and a route's requirement look the token up once.)"""
+
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not principal.role.allows(role):
+            raise ForbiddenError(
+                f"this needs the {role} role or higher; {principal.name} is {principal.role}"
+            )
+        return principal
+
+    return dependency
+
+
+require_viewer = require(Role.VIEWER)
+require_officer = require(Role.OFFICER)
+require_admin = require(Role.ADMIN)
+#: The principal of a request any account may make.
+ViewerDep = Annotated[Principal, Depends(require_viewer)]
+#: The principal of a request that officers and admins may make (alerts, incidents).
+OfficerDep = Annotated[Principal, Depends(require_officer)]
+#: The principal of a request only admins may make (reference tables, accounts, audit).
+AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
 # --- the error body --------------------------------------------------------------------------
 
 ErrorCode = Literal[
     "bad_request",
+    "unauthorized",
+    "forbidden",
     "not_found",
     "method_not_allowed",
     "conflict",
     "invalid",
+    "too_many_requests",
     "internal",
     "unavailable",
 ]
@@ -116,6 +195,12 @@ ErrorCode = Literal[
 #: HTTP status → the one ``error`` code answered with it, and what it means.
 ERROR_CODES: dict[int, tuple[ErrorCode, str]] = {
     400: ("bad_request", "the body could not be read (e.g. JSON that is not UTF-8)"),
+    401: (
+        "unauthorized",
+        "no valid bearer token (none, or one unknown, expired or revoked), or a wrong name or"
+        " password at login (see WWW-Authenticate)",
+    ),
+    403: ("forbidden", "the token's account does not have the role this needs"),
     404: ("not_found", "the named resource, or the route, does not exist"),
     405: ("method_not_allowed", "the route exists but not with this method (see Allow)"),
     409: ("conflict", "the request conflicts with the current state"),
@@ -124,6 +209,7 @@ ERROR_CODES: dict[int, tuple[ErrorCode, str]] = {
         "a parameter or the body is invalid: malformed, out of range, an unknown parameter,"
         " or a combination the operation's description rules out",
     ),
+    429: ("too_many_requests", "too many failed logins; try again after Retry-After seconds"),
     500: ("internal", "an unexpected server error (logged)"),
     503: ("unavailable", "the database cannot be reached right now"),
 }
@@ -147,12 +233,33 @@ class ErrorBody(BaseModel):
     )
 
 
+#: Headers that always come with an error status.
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": '`Bearer` (RFC 6750), with `error="invalid_token"` when the'
+            " token sent was refused",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "seconds until the next attempt may be made",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` declaring the error body for ``statuses``."""
+    """OpenAPI ``responses`` declaring the error body (and its headers) for ``statuses``."""
     return {
         status: {
             "model": ErrorBody,
             "description": f"`{ERROR_CODES[status][0]}`: {ERROR_CODES[status][1]}",
+            **({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {}),
         }
         for status in statuses
     }

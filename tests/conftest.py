@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
+import secrets
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from support import api_client
 
+from telemetry.broker.passwords import hash_password
 from telemetry.db import create_pool
 from telemetry.migrate import migrate
 from telemetry.settings import Settings
@@ -141,8 +143,30 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the app for ``settings``, its lifespan running."""
+    """An HTTP client of the app for ``settings``, its lifespan running, authenticated as an
+    admin (account ``test-admin``)."""
     async with api_client(settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def officer_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """Like ``client``, on the same database, as an officer (account ``test-officer``)."""
+    async with api_client(settings, role="officer") as c:
+        yield c
+
+
+@pytest.fixture
+async def viewer_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """Like ``client``, on the same database, as a viewer (account ``test-viewer``)."""
+    async with api_client(settings, role="viewer") as c:
+        yield c
+
+
+@pytest.fixture
+async def anonymous_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """Like ``client``, on the same database, without a token."""
+    async with api_client(settings, role=None) as c:
         yield c
 
 
@@ -152,47 +176,89 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The tests' own client account beside the ingest account: it may publish anywhere under the
+# telemetry tree (topics outside the contract included) and read it, so that tests of ingest
+# can publish as any vehicle. Vehicles' own accounts are tested in test_broker_accounts.py.
+TEST_CLIENT = "test-client"
+TEST_CLIENT_PASSWORD = secrets.token_urlsafe(24)
+INGEST_USERNAME = "telemetry-ingest"
+INGEST_PASSWORD = secrets.token_urlsafe(24)
+
+
 @dataclass(frozen=True)
 class Broker:
+    """A broker started by `telemetry broker run`: ``url`` carries the test client's account,
+    ``ingest_url`` the ingest service's; ``database_url`` holds its vehicle accounts."""
+
     host: str
     port: int
     process: subprocess.Popen[bytes]
+    database_url: str
+    state_dir: Path
+    username: str = TEST_CLIENT
+    password: str = TEST_CLIENT_PASSWORD
 
     @property
     def url(self) -> str:
+        return f"mqtt://{self.username}:{self.password}@{self.host}:{self.port}"
+
+    @property
+    def ingest_url(self) -> str:
+        return f"mqtt://{INGEST_USERNAME}:{INGEST_PASSWORD}@{self.host}:{self.port}"
+
+    @property
+    def plain_url(self) -> str:
+        """The address without an account."""
         return f"mqtt://{self.host}:{self.port}"
 
 
-def start_broker(workdir: Path, port: int | None = None) -> Broker:
-    """Start Mosquitto with deploy/mosquitto/mosquitto.conf on a free loopback port."""
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+def start_broker(workdir: Path, port: int | None = None, *, database_url: str) -> Broker:
+    """Start the project's broker (`telemetry broker run`, deploy/mosquitto/mosquitto.conf) on a
+    free loopback port, its vehicle accounts in ``database_url``."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    base = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-    conf = base.replace("listener 1883", f"listener {port} 127.0.0.1")
-    # Started as root, Mosquitto drops to the mosquitto user, which cannot write into pytest's
-    # private temporary directory; "user" keeps the account it was started with.
-    conf += f"\npersistence_location {workdir}/\nlog_dest file {workdir}/mosquitto.log\n"
-    if os.geteuid() == 0:
-        conf += "user root\n"
-    (workdir / "mosquitto.conf").write_text(conf)
-    proc = subprocess.Popen([exe, "-c", str(workdir / "mosquitto.conf")])
-    deadline = time.monotonic() + 10
+    hashed = hash_password(TEST_CLIENT_PASSWORD)
+    (workdir / "test-passwords").write_text(f"{TEST_CLIENT}:{hashed.mosquitto()}\n")
+    (workdir / "test-acl").write_text(f"user {TEST_CLIENT}\ntopic readwrite telemetry/#\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+    env |= {
+        "TELEMETRY_DATABASE_URL": database_url,
+        "TELEMETRY_MQTT_USERNAME": INGEST_USERNAME,
+        "TELEMETRY_MQTT_PASSWORD": INGEST_PASSWORD,
+    }
+    command = [
+        sys.executable, "-m", "telemetry", "broker", "run", "--port", str(port),
+        "--state-dir", str(workdir / "state"),
+        "--extra-passwords", str(workdir / "test-passwords"),
+        "--extra-acl", str(workdir / "test-acl"),
+    ]  # fmt: skip
+    with (workdir / "broker.log").open("ab") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return Broker("127.0.0.1", port, proc)
+            return Broker("127.0.0.1", port, proc, database_url, workdir / "state")
         except OSError:
             if proc.poll() is not None:
                 break
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"mosquitto did not start; see {workdir}/mosquitto.log")
+    raise RuntimeError(f"the broker did not start; see {workdir}/broker.log")
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = start_broker(tmp_path_factory.mktemp("mosquitto"))
+def broker_database(template_db: str) -> Iterator[str]:
+    """A migrated database for the brokers' vehicle accounts, for the whole session."""
+    name = f"telemetry_broker_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_clone(template_db, name))
+    yield _url_for(name)
+    asyncio.run(_drop(name))
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory, broker_database: str) -> Iterator[Broker]:
+    b = start_broker(tmp_path_factory.mktemp("mosquitto"), database_url=broker_database)
     yield b
     b.process.terminate()
     b.process.wait(timeout=10)

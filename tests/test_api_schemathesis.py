@@ -2,11 +2,13 @@
 
 Schemathesis derives requests from the app's OpenAPI document (valid ones, boundary values,
 invalid ones and undeclared methods) and sends them over real HTTP to the app, served by uvicorn
-with ingest disabled on a fresh migrated database holding a row of each kind. Every answer must
-be documented: no server error, a status code the operation declares, a body that matches the
-declared schema, 405 with ``Allow`` for an undeclared method, and every error (undeclared
-methods included) in the one error body. Examples are bounded and derandomized, so that the
-run is repeatable and stays within the suite's time budget.
+with ingest disabled on a fresh migrated database holding a row of each kind, as an admin (whose
+token every request carries, but for logging out, which gets a token of its own each time, so
+that the run keeps its token). Every answer must be documented: no server error, a status code
+the operation declares, a body that matches the declared schema, 405 with ``Allow`` for an
+undeclared method, and every error (undeclared methods included) in the one error body.
+Examples are bounded and derandomized, so that the run is repeatable and stays within the
+suite's time budget.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import schemathesis
 import uvicorn
 from conftest import _clone, _drop, _url_for, free_port
 from schemathesis import checks
+from support import bearer, grant_token
 
 from api.app import create_app
 from telemetry.settings import Settings
@@ -119,6 +122,12 @@ def shared_database_url(template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def admin_token(shared_database_url: str) -> str:
+    """The token every operation is called with (an admin may call all of them)."""
+    return asyncio.run(grant_token(shared_database_url, "admin", "schemathesis-admin"))
+
+
+@pytest.fixture(scope="module")
 def base_url(shared_database_url: str) -> Iterator[str]:
     """The app served over HTTP on a free port (ingest disabled), with a few rows seeded."""
     asyncio.run(_seed(shared_database_url))
@@ -155,5 +164,10 @@ schema = schemathesis.openapi.from_dict(
     database=None,
     suppress_health_check=list(hypothesis.HealthCheck),
 )
-def test_every_answer_is_documented(base_url: str, case: schemathesis.Case) -> None:
-    case.call_and_validate(base_url=base_url, checks=CHECKS)
+def test_every_answer_is_documented(
+    base_url: str, admin_token: str, shared_database_url: str, case: schemathesis.Case
+) -> None:
+    token = admin_token
+    if case.path == "/api/v1/auth/logout":
+        token = asyncio.run(grant_token(shared_database_url, "admin", "schemathesis-admin"))
+    case.call_and_validate(base_url=base_url, checks=CHECKS, headers=bearer(token))

@@ -30,8 +30,8 @@ VEHICLES = 20
 
 
 @pytest.fixture
-def crash_broker(tmp_path: Path) -> Iterator[Broker]:
-    b = start_broker(tmp_path / "mosquitto")
+def crash_broker(tmp_path: Path, broker_database: str) -> Iterator[Broker]:
+    b = start_broker(tmp_path / "mosquitto", database_url=broker_database)
     yield b
     b.process.terminate()
     b.process.wait(timeout=10)

@@ -76,7 +76,10 @@ def incident_body(**changes: Any) -> dict[str, Any]:
     } | changes
 
 
-async def test_officer_opens_lists_and_closes_an_incident(client: httpx.AsyncClient) -> None:
+async def test_officer_opens_lists_and_closes_an_incident_under_their_own_name(
+    officer_client: httpx.AsyncClient,
+) -> None:
+    client = officer_client
     opened = await client.post("/api/v1/incidents", json=incident_body())
 
     assert opened.status_code == 201
@@ -84,7 +87,7 @@ async def test_officer_opens_lists_and_closes_an_incident(client: httpx.AsyncCli
     assert incident["status"] == "open"
     assert incident["radius_m"] == 5000.0
     assert incident["suspected_substances"] == ["h2s", "so2"]
-    assert incident["opened_by"] == "duty-officer"
+    assert incident["opened_by"] == "test-officer"  # not the body's "by"
     assert incident["readings"] == 0
     started = datetime.fromisoformat(incident["started_at"])
     assert abs(started - datetime.now(UTC)) < timedelta(minutes=1)
@@ -100,7 +103,7 @@ async def test_officer_opens_lists_and_closes_an_incident(client: httpx.AsyncCli
     assert closed.status_code == 200
     assert (closed.json()["status"], closed.json()["closed_by"], closed.json()["note"]) == (
         "closed",
-        "shift-lead",
+        "test-officer",
         "all clear",
     )
     assert again.status_code == 409
@@ -162,7 +165,7 @@ async def test_closing_an_incident_resolves_its_alerts(
     await client.post(f"/api/v1/incidents/{incident['id']}/close", json={"by": "shift-lead"})
 
     alert = (await client.get(f"/api/v1/alerts/{alert_id}")).json()
-    assert (alert["status"], alert["resolved_by"]) == ("resolved", "shift-lead")
+    assert (alert["status"], alert["resolved_by"]) == ("resolved", "test-admin")
     assert f"incident {incident['id']} closed" in alert["resolve_note"]
 
 

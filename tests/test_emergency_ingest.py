@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import eventually
+from support import bearer, eventually, grant_token
 
 from api.app import create_app
 from simulators.publisher import Publisher
@@ -25,6 +25,7 @@ from telemetry.kinds.emergency.pipeline import EmergencyPipeline
 from telemetry.kinds.emergency.service import open_incident
 from telemetry.kinds.walkthrough.pipeline import WalkthroughPipeline
 from telemetry.settings import Settings
+from telemetry.store.audit import Actor
 
 SOURCE = (39.99, 116.31)  # lat, lon of the release
 
@@ -60,7 +61,9 @@ async def service(
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://api"
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://api",
+                headers=bearer(await grant_token(database_url)),
             ) as client,
             Publisher(settings.mqtt, f"pub-{uuid.uuid4().hex[:8]}") as publisher,
         ):
@@ -114,7 +117,7 @@ async def test_tiered_alerts_escalate_inside_an_open_incident_and_not_outside_it
         lon=SOURCE[1],
         started_at=datetime.now(UTC) - timedelta(minutes=10),
         suspected_substances=["h2s"],
-        by="duty-officer",
+        by=Actor(None, "duty-officer"),
     )
     t0 = now_ms() - 60_000
     # 12 ppm H2S at 1 km east: over the NIOSH REL ceiling (10 ppm), under ERPG-2 (30 ppm).
@@ -249,7 +252,7 @@ async def test_redelivered_emergency_messages_change_nothing(
         lat=SOURCE[0],
         lon=SOURCE[1],
         started_at=datetime.now(UTC) - timedelta(minutes=5),
-        by="duty-officer",
+        by=Actor(None, "duty-officer"),
     )
     t0 = now_ms() - 30_000
     reading = {"ts": t0, **at(300, 200), "gases": {"Cl2": {"value": 4.0, "unit": "ppm"}}}

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import eventually, publish
+from support import bearer, eventually, grant_token, publish
 
 from api.app import create_app
 from telemetry.roads.importer import import_roads
@@ -39,7 +39,10 @@ async def service(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers = bearer(await grant_token(database_url))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as client:
             await eventually(lambda: _healthy(client))
             yield client, settings
 

@@ -18,7 +18,7 @@ PARTS: tuple[tuple[str, ...], ...] = (
     ("telemetry.cli", "telemetry.__main__"),
     ("api",),
     ("simulators",),
-    ("telemetry.ingest",),
+    ("telemetry.ingest", "telemetry.broker"),
     ("telemetry.kinds.registry",),
     ("telemetry.kinds",),
     ("telemetry.roads", "telemetry.alerts", "telemetry.web", "telemetry.accounts"),

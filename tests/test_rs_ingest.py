@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 from conftest import Broker
-from support import eventually
+from support import bearer, eventually, grant_token
 from support import publish as publish_all
 
 from api.app import create_app
@@ -73,7 +73,10 @@ async def service(
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            headers = bearer(await grant_token(database_url))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://api", headers=headers
+            ) as client:
                 yield client
     finally:
         await worker.stop()

@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 from gmqtt import Client
 
+from simulators.accounts import fleet_publishers
 from simulators.fleet import BACKGROUND, Fleet
 from simulators.network import RoadNetwork, network_from_geojson
 from simulators.plume import Plumes, Source, parse_source
 from simulators.publisher import Publisher, drive_fleet, encode, topic_for
 from telemetry.errors import RoadNetworkError, ValidationError
+from telemetry.kinds.contract import Kind
 from telemetry.kinds.walkthrough.record import WalkthroughReading
-from telemetry.settings import MqttEndpoint
+from telemetry.settings import MqttEndpoint, Settings
 
 LON0, LAT0, STEP = 116.30, 39.98, 0.004  # grid spacing ≈ 340 m east-west, 445 m north-south
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -205,6 +207,8 @@ class Subscriber:
         return 0
 
     async def start(self, endpoint: MqttEndpoint) -> None:
+        if endpoint.username is not None:
+            self.client.set_auth_credentials(endpoint.username, endpoint.password)
         await self.client.connect(endpoint.host, endpoint.port)
         self.client.subscribe("telemetry/#", qos=1)
         await asyncio.wait_for(self.subscribed.wait(), 5)
@@ -257,13 +261,16 @@ async def test_fleet_driven_in_real_time_publishes_until_stopped(
     await subscriber.start(endpoint)
     fleet = Fleet(grid, Plumes([], grid), vehicles=2, seed=6, prefix="live-")
     stop = asyncio.Event()
+    # As `telemetry simulate` does: each vehicle registered, and publishing as itself.
+    settings = Settings(database_url=broker.database_url, mqtt_url=broker.plain_url)
     try:
-        async with Publisher(endpoint, "test-live") as publisher:
-            driving = asyncio.create_task(drive_fleet(fleet, publisher, "telemetry", stop))
+        async with fleet_publishers(settings, fleet.vehicle_ids, Kind.WALKTHROUGH) as publishers:
+            driving = asyncio.create_task(drive_fleet(fleet, publishers, "telemetry", stop))
             await subscriber.wait_for(2)
             stop.set()
             readings = await asyncio.wait_for(driving, 15)
-            assert publisher.acknowledged == publisher.published == readings
+            acknowledged = sum(p.acknowledged for p in publishers.values())
+            assert acknowledged == sum(p.published for p in publishers.values()) == readings
         await subscriber.wait_for(readings)
     finally:
         await subscriber.client.disconnect()
@@ -274,12 +281,12 @@ async def test_fleet_driven_in_real_time_publishes_until_stopped(
 
 
 async def test_publisher_resends_what_a_restarted_broker_never_acknowledged(
-    grid: RoadNetwork, tmp_path: Any
+    grid: RoadNetwork, tmp_path: Any, broker_database: str
 ) -> None:
     from conftest import free_port, start_broker
 
     port = free_port()
-    broker = start_broker(tmp_path / "broker", port)
+    broker = start_broker(tmp_path / "broker", port, database_url=broker_database)
     fleet = Fleet(grid, Plumes([], grid), vehicles=2, seed=9, prefix="restart-")
     before = [(topic_for("telemetry", v).encode(), encode(p)) for v, p in ticks(fleet, 5)]
     after = [(topic_for("telemetry", v).encode(), encode(p)) for v, p in ticks(fleet, 5)]
@@ -295,7 +302,7 @@ async def test_publisher_resends_what_a_restarted_broker_never_acknowledged(
             sending = asyncio.create_task(pub.publish(after))
             await asyncio.sleep(0.5)  # publishing meets the closed socket and failed reconnects
             assert pub.acknowledged == len(before)
-            broker = start_broker(tmp_path / "broker", port)
+            broker = start_broker(tmp_path / "broker", port, database_url=broker_database)
             await asyncio.wait_for(sending, 15)
             assert await pub.drain(timeout_s=10)
             # Every PUBACK came from a broker: nothing was dropped with the lost session.

@@ -11,10 +11,13 @@ from telemetry.kinds.walkthrough.repository import (
     list_thresholds,
     load_thresholds,
 )
+from telemetry.store.audit import Actor
 
 S = 1_000_000
 # 2026-03-01 00:00 CST is 2026-02-28 16:00 UTC.
 SWITCH_US = int(dt.datetime(2026, 2, 28, 16, tzinfo=dt.UTC).timestamp()) * S
+
+CLI = Actor(None, "cli:test")
 
 
 def row(id_, pollutant, limit, start, end, **kw):
@@ -99,6 +102,7 @@ async def test_seeded_walkthrough_thresholds_switch_on_2026_03_01(pool):
 async def test_new_open_ended_row_closes_the_open_ended_row_it_starts_inside(pool):
     created = await create_threshold(
         pool,
+        by=CLI,
         kind="walkthrough",
         pollutant="tvoc",
         limit_value=300,
@@ -125,6 +129,7 @@ async def test_row_overlapping_a_closed_range_conflicts_and_changes_nothing(pool
     with pytest.raises(ConflictError, match="overlaps"):
         await create_threshold(
             pool,
+            by=CLI,
             kind="walkthrough",
             pollutant="pm25",
             limit_value=55,
@@ -140,6 +145,7 @@ async def test_row_on_the_same_start_date_as_an_open_row_conflicts(pool):
     with pytest.raises(ConflictError):
         await create_threshold(
             pool,
+            by=CLI,
             kind="walkthrough",
             pollutant="pm25",
             limit_value=45,
@@ -153,6 +159,7 @@ async def test_row_on_the_same_start_date_as_an_open_row_conflicts(pool):
 async def test_new_kind_gets_its_first_row_and_listing_filters_by_kind(pool):
     await create_threshold(
         pool,
+        by=CLI,
         kind="emergency",
         pollutant="h2s",
         limit_value=10,
@@ -181,6 +188,7 @@ async def test_invalid_threshold_is_rejected(pool, limit_value, effective_to):
     with pytest.raises(ValidationError):
         await create_threshold(
             pool,
+            by=CLI,
             kind="emergency",
             pollutant="nh3",
             limit_value=limit_value,

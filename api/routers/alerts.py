@@ -10,6 +10,7 @@ from api.schemas import Alert, AlertAction, AlertPage, AlertQuery
 from telemetry.alerts import repository as store
 from telemetry.web import (
     BigintId,
+    OfficerDep,
     PoolDep,
     cursor_id,
     decode_cursor,
@@ -49,19 +50,27 @@ async def get_alert(pool: PoolDep, alert_id: BigintId) -> Alert:
     return Alert.model_validate(await store.get_alert(pool, alert_id))
 
 
-@router.post("/{alert_id}/ack", response_model=Alert, responses=error_responses(400, 404, 409))
-async def acknowledge_alert(pool: PoolDep, alert_id: BigintId, action: AlertAction) -> Alert:
-    """Acknowledge an open alert; 404 if there is none, 409 if it is already acknowledged or
-    resolved."""
-    row = await store.acknowledge_alert(pool, alert_id, by=action.by, note=action.note)
+@router.post("/{alert_id}/ack", response_model=Alert, responses=error_responses(400, 403, 404, 409))
+async def acknowledge_alert(
+    pool: PoolDep, principal: OfficerDep, alert_id: BigintId, action: AlertAction | None = None
+) -> Alert:
+    """Acknowledge an open alert as the token's account (officer or admin); 404 if there is
+    none, 409 if it is already acknowledged or resolved. The body is optional."""
+    note = action.note if action is not None else None
+    row = await store.acknowledge_alert(pool, alert_id, by=principal, note=note)
     return Alert.model_validate(row)
 
 
-@router.post("/{alert_id}/resolve", response_model=Alert, responses=error_responses(400, 404, 409))
-async def resolve_alert(pool: PoolDep, alert_id: BigintId, action: AlertAction) -> Alert:
-    """Resolve an open or acknowledged alert; 404 if there is none, 409 if it is already
-    resolved."""
-    row = await store.resolve_alert(pool, alert_id, by=action.by, note=action.note)
+@router.post(
+    "/{alert_id}/resolve", response_model=Alert, responses=error_responses(400, 403, 404, 409)
+)
+async def resolve_alert(
+    pool: PoolDep, principal: OfficerDep, alert_id: BigintId, action: AlertAction | None = None
+) -> Alert:
+    """Resolve an open or acknowledged alert as the token's account (officer or admin); 404
+    if there is none, 409 if it is already resolved. The body is optional."""
+    note = action.note if action is not None else None
+    row = await store.resolve_alert(pool, alert_id, by=principal, note=note)
     return Alert.model_validate(row)
 
 

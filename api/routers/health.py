@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import asyncpg
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.deps import Resources, ResourcesDep
 from api.schemas import Check, Health
 from telemetry.db import ping
+from telemetry.web import authenticate, error_responses
 
 if TYPE_CHECKING:
     from telemetry.ingest.worker import IngestWorker
@@ -87,7 +88,21 @@ async def health(resources: ResourcesDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
 
 
-@router.get("/metrics", response_class=Response)
+async def _metrics_access(request: Request, resources: ResourcesDep) -> None:
+    """Nothing while TELEMETRY_METRICS_PUBLIC is true; otherwise a live token of any role."""
+    if resources.settings.metrics_public:
+        return
+    await authenticate(request)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=error_responses(401, 503),
+    dependencies=[Depends(_metrics_access)],
+)
 async def metrics() -> Response:
-    """Prometheus text exposition of the process's default registry."""
+    """Prometheus text exposition of the process's default registry. Open while
+    TELEMETRY_METRICS_PUBLIC is true (the default); otherwise it needs a bearer token of any
+    role (401 without one, 503 while the database cannot check it)."""
     return Response(content=generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -3,7 +3,8 @@
 Episodes are created and extended by :mod:`telemetry.alerts.episodes`; this module is the
 officers' side. Each transition is one conditional ``UPDATE … RETURNING``, so when two
 officers act on the same alert at once exactly one of them wins and the other gets a
-:class:`~telemetry.errors.ConflictError`.
+:class:`~telemetry.errors.ConflictError`. The transition and its audit row (who, before and
+after) commit in one transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import asyncpg
 
 from telemetry.errors import ConflictError, NotFoundError
+from telemetry.store import audit
+from telemetry.store.audit import Actor
 
 __all__ = ["ALERT_STATUSES", "acknowledge_alert", "get_alert", "list_alerts", "resolve_alert"]
 
@@ -101,10 +104,22 @@ _RESOLVE = f"""
 """
 
 
+#: What the audit log keeps of an alert before and after a transition.
+_AUDITED = (
+    "status",
+    "acknowledged_by",
+    "acknowledged_at",
+    "ack_note",
+    "resolved_by",
+    "resolved_at",
+    "resolve_note",
+)
+
+
 async def acknowledge_alert(
-    pool: asyncpg.Pool, alert_id: int, *, by: str, note: str | None = None
+    pool: asyncpg.Pool, alert_id: int, *, by: Actor, note: str | None = None
 ) -> dict[str, Any]:
-    """Mark an open alert acknowledged by ``by``; the updated alert.
+    """Mark an open alert acknowledged by ``by`` (its name is stored); the updated alert.
 
     :class:`NotFoundError` if it does not exist, :class:`ConflictError` if it is not open.
     """
@@ -112,9 +127,10 @@ async def acknowledge_alert(
 
 
 async def resolve_alert(
-    pool: asyncpg.Pool, alert_id: int, *, by: str, note: str | None = None
+    pool: asyncpg.Pool, alert_id: int, *, by: Actor, note: str | None = None
 ) -> dict[str, Any]:
-    """Mark an open or acknowledged alert resolved by ``by``; the updated alert.
+    """Mark an open or acknowledged alert resolved by ``by`` (its name is stored); the
+    updated alert.
 
     :class:`NotFoundError` if it does not exist, :class:`ConflictError` if already resolved.
     """
@@ -122,12 +138,24 @@ async def resolve_alert(
 
 
 async def _transition(
-    pool: asyncpg.Pool, sql: str, alert_id: int, by: str, note: str | None, verb: str
+    pool: asyncpg.Pool, sql: str, alert_id: int, by: Actor, note: str | None, verb: str
 ) -> dict[str, Any]:
-    row = await pool.fetchrow(sql, alert_id, by, note)
-    if row is not None:
+    async with pool.acquire() as conn, conn.transaction():
+        before = await conn.fetchrow(
+            f"SELECT {', '.join(_AUDITED)} FROM alerts WHERE id = $1 FOR UPDATE", alert_id
+        )
+        if before is None:
+            raise NotFoundError(f"alert {alert_id} does not exist")
+        row = await conn.fetchrow(sql, alert_id, by.name, note)
+        if row is None:
+            raise ConflictError(f"cannot {verb} alert {alert_id}: it is {before['status']}")
+        await audit.record(
+            conn,
+            by,
+            action=f"alert.{verb}",
+            entity="alert",
+            entity_id=alert_id,
+            before=dict(before),
+            after={k: row[k] for k in _AUDITED},
+        )
         return dict(row)
-    status = await pool.fetchval("SELECT status FROM alerts WHERE id = $1", alert_id)
-    if status is None:
-        raise NotFoundError(f"alert {alert_id} does not exist")
-    raise ConflictError(f"cannot {verb} alert {alert_id}: it is {status}")

@@ -28,6 +28,8 @@ from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.geo import EARTH_RADIUS_M
 from telemetry.kinds.contract import Kind
 from telemetry.kinds.emergency.detection import MASS_UNITS
+from telemetry.store import audit
+from telemetry.store.audit import Actor
 from telemetry.store.errors import constraint_errors
 from telemetry.store.staging import Staging, first_of_each_key, json_text
 
@@ -137,9 +139,10 @@ async def create_tier(
     source: str,
     confirmed: bool,
     note: str | None = None,
+    by: Actor,
 ) -> dict[str, Any]:
     """Add a tier to a known substance (its name or an alias, any case) and return the row,
-    stored under the substance's name.
+    stored under the substance's name; audited as made ``by``.
 
     ``unit`` is one of :data:`~telemetry.kinds.emergency.detection.UNITS` and ``severity`` one of
     :data:`~telemetry.kinds.emergency.detection.SEVERITIES`; the tier takes its place among the
@@ -176,7 +179,16 @@ async def create_tier(
                 confirmed,
                 note,
             )
-    assert created is not None
+        assert created is not None
+        await audit.record(
+            conn,
+            by,
+            action="emergency_tier.create",
+            entity="emergency_tier",
+            entity_id=created["id"],
+            before=None,
+            after=created,
+        )
     return dict(created)
 
 
@@ -190,19 +202,21 @@ async def update_tier(
     source: str,
     confirmed: bool,
     note: str | None = None,
+    by: Actor,
 ) -> dict[str, Any]:
     """Replace a tier's limit, unit, severity, source, confirmed flag and note; return the row.
-    The substance, the tier's name and its averaging time stay.
+    The substance, the tier's name and its averaging time stay. Audited as made ``by``.
 
     Raises :class:`NotFoundError` for an unknown id and :class:`ValidationError` for a unit of
     another basis (as :func:`create_tier`).
     """
     async with pool.acquire() as conn, conn.transaction():
-        substance = await conn.fetchval(
-            "SELECT substance FROM emergency_tiers WHERE id = $1", tier_id
+        before = await conn.fetchrow(
+            f"SELECT {_TIER_COLUMNS} FROM emergency_tiers WHERE id = $1", tier_id
         )
-        if substance is None:
+        if before is None:
             raise NotFoundError(f"no emergency tier {tier_id}")
+        substance = before["substance"]
         await _lock_substance(conn, substance)
         await _check_basis(conn, substance, unit, other_than=tier_id)
         with constraint_errors():
@@ -217,8 +231,17 @@ async def update_tier(
                 confirmed,
                 note,
             )
-    if row is None:
-        raise NotFoundError(f"no emergency tier {tier_id}")
+        if row is None:
+            raise NotFoundError(f"no emergency tier {tier_id}")
+        await audit.record(
+            conn,
+            by,
+            action="emergency_tier.update",
+            entity="emergency_tier",
+            entity_id=tier_id,
+            before=before,
+            after=row,
+        )
     return dict(row)
 
 
@@ -467,7 +490,8 @@ async def insert_incident(
     by: str,
     note: str | None,
 ) -> dict[str, Any]:
-    """Insert an incident (``started_at`` None: now); its id, place, radius and window."""
+    """Insert an incident (``started_at`` None: now) opened by the account named ``by``; its
+    id, place, radius and window."""
     created = await conn.fetchrow(
         "INSERT INTO incidents (name, lat, lon, started_at, radius_m, suspected_substances, "
         "opened_by, note) VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7, $8) "
@@ -551,9 +575,10 @@ async def assign_readings(
 
 
 async def close_incident(
-    pool: asyncpg.Pool, incident_id: int, *, by: str, note: str | None = None
+    pool: asyncpg.Pool, incident_id: int, *, by: Actor, note: str | None = None
 ) -> dict[str, Any]:
-    """Close an open incident now and resolve its unresolved alerts; return it.
+    """Close an open incident now and resolve its unresolved alerts, as ``by`` (its name is
+    stored; audited); return it.
 
     Raises :class:`NotFoundError` for an unknown incident and :class:`ConflictError` for one
     that is already closed. Readings measured before the close that arrive later still belong
@@ -561,30 +586,40 @@ async def close_incident(
     """
     async with pool.acquire() as conn, conn.transaction():
         await lock_incidents(conn)
+        before = await get_incident(conn, incident_id)  # NotFoundError if unknown
         closed = await conn.fetchval(
             "UPDATE incidents SET closed_at = greatest(now(), started_at), closed_by = $2, "
             "note = coalesce($3, note) WHERE id = $1 AND closed_at IS NULL RETURNING id",
             incident_id,
-            by,
+            by.name,
             note,
         )
         if closed is None:
-            current = await get_incident(conn, incident_id)  # NotFoundError if unknown
-            when = current["closed_at"].isoformat(timespec="seconds")
+            when = before["closed_at"].isoformat(timespec="seconds")
             raise ConflictError(
-                f"incident {incident_id} was already closed at {when} by {current['closed_by']}"
+                f"incident {incident_id} was already closed at {when} by {before['closed_by']}"
             )
         resolve_note = f"incident {incident_id} closed" + (f": {note}" if note else "")
-        await conn.execute(
+        resolved = await conn.fetch(
             "UPDATE alerts SET status = 'resolved', resolved_by = $2, resolved_at = now(), "
             "resolve_note = $3, updated_at = now() "
-            "WHERE kind = $4 AND subject = $1 AND status <> 'resolved'",
+            "WHERE kind = $4 AND subject = $1 AND status <> 'resolved' RETURNING id",
             f"incident:{incident_id}",
-            by,
+            by.name,
             resolve_note,
             Kind.EMERGENCY.value,
         )
-        return await get_incident(conn, incident_id)
+        after = await get_incident(conn, incident_id)
+        await audit.record(
+            conn,
+            by,
+            action="incident.close",
+            entity="incident",
+            entity_id=incident_id,
+            before=before,
+            after={**after, "resolved_alerts": sorted(r["id"] for r in resolved)},
+        )
+        return after
 
 
 async def incident_readings(

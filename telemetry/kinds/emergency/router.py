@@ -38,7 +38,7 @@ from telemetry.kinds.emergency.schemas import (
     TierReach,
     TierUpdate,
 )
-from telemetry.web import BigintId, IntegerId, PoolDep, error_responses
+from telemetry.web import AdminDep, BigintId, IntegerId, OfficerDep, PoolDep, error_responses
 
 __all__ = ["router"]
 
@@ -51,12 +51,13 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     "/incidents",
     response_model=Incident,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400),
+    responses=error_responses(400, 403),
 )
-async def open_incident(pool: PoolDep, body: IncidentOpen) -> Incident:
-    """Open an incident. Emergency readings inside its radius from ``started_at`` on belong to
-    it; readings already stored there are attached at once (they raise no alerts afterwards),
-    and the ingest path applies it from its next batch."""
+async def open_incident(pool: PoolDep, principal: OfficerDep, body: IncidentOpen) -> Incident:
+    """Open an incident as the token's account (officer or admin). Emergency readings inside
+    its radius from ``started_at`` on belong to it; readings already stored there are attached
+    at once (they raise no alerts afterwards), and the ingest path applies it from its next
+    batch."""
     row = await service.open_incident(
         pool,
         name=body.name,
@@ -65,7 +66,7 @@ async def open_incident(pool: PoolDep, body: IncidentOpen) -> Incident:
         started_at=body.started_at,
         radius_m=body.radius_m,
         suspected_substances=body.suspected_substances,
-        by=body.by,
+        by=principal,
         note=body.note,
     )
     return Incident.model_validate(row)
@@ -74,12 +75,16 @@ async def open_incident(pool: PoolDep, body: IncidentOpen) -> Incident:
 @router.post(
     "/incidents/{incident_id}/close",
     response_model=Incident,
-    responses=error_responses(400, 404, 409),
+    responses=error_responses(400, 403, 404, 409),
 )
-async def close_incident(pool: PoolDep, incident_id: BigintId, body: IncidentClose) -> Incident:
-    """Close an open incident now and resolve its alerts; 404 if there is no such incident,
-    409 if it is already closed."""
-    row = await store.close_incident(pool, incident_id, by=body.by, note=body.note)
+async def close_incident(
+    pool: PoolDep, principal: OfficerDep, incident_id: BigintId, body: IncidentClose | None = None
+) -> Incident:
+    """Close an open incident now and resolve its alerts, as the token's account (officer or
+    admin); 404 if there is no such incident, 409 if it is already closed. The body is
+    optional."""
+    note = body.note if body is not None else None
+    row = await store.close_incident(pool, incident_id, by=principal, note=note)
     return Incident.model_validate(row)
 
 
@@ -196,29 +201,34 @@ async def get_tiers(pool: PoolDep) -> list[Tier]:
     "/emergency/tiers",
     response_model=Tier,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400, 409),
+    responses=error_responses(400, 403, 409),
 )
-async def add_tier(pool: PoolDep, body: TierCreate) -> Tier:
-    """Add a tier to a known substance; 409 if the substance already has a tier of that name,
-    422 for an unknown substance, unit or severity, or (for a substance without a molar mass)
-    a unit in another basis than its other tiers.
+async def add_tier(pool: PoolDep, principal: AdminDep, body: TierCreate) -> Tier:
+    """Add a tier to a known substance (admin; audited as the token's account); 409 if the
+    substance already has a tier of that name, 422 for an unknown substance, unit or
+    severity, or (for a substance without a molar mass) a unit in another basis than its
+    other tiers.
 
     Ingest workers apply the change at their next refresh, every
     min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; readings
     already stored keep their alerts."""
-    row = await service.add_tier(pool, **body.model_dump())
+    row = await service.add_tier(pool, **body.model_dump(), by=principal)
     return await _tier(pool, row["id"])
 
 
-@router.put("/emergency/tiers/{tier_id}", response_model=Tier, responses=error_responses(400, 404))
-async def change_tier(pool: PoolDep, tier_id: IntegerId, body: TierUpdate) -> Tier:
-    """Replace a tier's limit, unit, severity, source, confirmed flag and note; 404 for an
-    unknown tier, 422 for a bad value.
+@router.put(
+    "/emergency/tiers/{tier_id}", response_model=Tier, responses=error_responses(400, 403, 404)
+)
+async def change_tier(
+    pool: PoolDep, principal: AdminDep, tier_id: IntegerId, body: TierUpdate
+) -> Tier:
+    """Replace a tier's limit, unit, severity, source, confirmed flag and note (admin; audited
+    as the token's account); 404 for an unknown tier, 422 for a bad value.
 
     Ingest workers apply the change at their next refresh, every
     min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; readings
     already stored keep their alerts."""
-    row = await service.change_tier(pool, tier_id, **body.model_dump())
+    row = await service.change_tier(pool, tier_id, **body.model_dump(), by=principal)
     return await _tier(pool, row["id"])
 
 

@@ -49,8 +49,12 @@ MAX_RINGS = 20
 MAX_RING_KM = 20_000.0
 
 
+_IGNORED_BY = "ignored: the token's account is recorded, whatever this says"
+
+
 class IncidentOpen(BodyModel):
-    """A duty officer opens an incident at a release point."""
+    """A duty officer opens an incident at a release point; the token's account is recorded
+    as the one who opened it."""
 
     name: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     lat: float = Field(ge=-90, le=90)
@@ -60,14 +64,14 @@ class IncidentOpen(BodyModel):
     )
     suspected_substances: list[SubstanceName] = Field(default_factory=list, max_length=50)
     radius_m: float = Field(5000.0, gt=0, le=100_000)
-    by: Who
+    by: Who | None = Field(None, deprecated=True, description=_IGNORED_BY)
     note: Note | None = None
 
 
 class IncidentClose(BodyModel):
-    """Who closes an incident, and why."""
+    """Why an incident is closed. The token's account is recorded as the one who closed it."""
 
-    by: Who
+    by: Who | None = Field(None, deprecated=True, description=_IGNORED_BY)
     note: Note | None = None
 
 

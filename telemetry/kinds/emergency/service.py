@@ -16,6 +16,8 @@ import numpy as np
 from telemetry.kinds.emergency import repository
 from telemetry.kinds.emergency.checks import check_tier
 from telemetry.kinds.emergency.detection import Assessment, TierTable, assess, assign_incidents
+from telemetry.store import audit
+from telemetry.store.audit import Actor
 
 __all__ = ["add_tier", "assess_incident", "change_tier", "open_incident", "tier_table"]
 
@@ -31,10 +33,11 @@ async def open_incident(
     started_at: dt.datetime | None,
     radius_m: float = 5000.0,
     suspected_substances: Sequence[str] = (),
-    by: str,
+    by: Actor,
     note: str | None = None,
 ) -> dict[str, Any]:
-    """Open an incident (``started_at`` None: now) and return it.
+    """Open an incident (``started_at`` None: now) as ``by`` (its name is stored; audited)
+    and return it.
 
     Readings already stored inside its radius since ``started_at`` that belong to no other
     incident become its readings (they count in its assessment; they raise no alerts after
@@ -50,7 +53,7 @@ async def open_incident(
             started_at=started_at,
             radius_m=radius_m,
             suspected_substances=suspected_substances,
-            by=by,
+            by=by.name,
             note=note,
         )
         near = await repository.unassigned_readings_near(conn, incident)
@@ -76,7 +79,17 @@ async def open_incident(
                     distance_m=match.distance_m[inside],
                     bearing_deg=match.bearing_deg[inside],
                 )
-        return await repository.get_incident(conn, incident["id"])
+        opened = await repository.get_incident(conn, incident["id"])
+        await audit.record(
+            conn,
+            by,
+            action="incident.open",
+            entity="incident",
+            entity_id=opened["id"],
+            before=None,
+            after=opened,
+        )
+        return opened
 
 
 async def tier_table(
@@ -92,8 +105,9 @@ async def tier_table(
     return rows, TierTable.from_rows(rows, molar_mass)
 
 
-async def add_tier(pool: asyncpg.Pool, **fields: Any) -> dict[str, Any]:
-    """Check a new tier's values, then add it (see :func:`repository.create_tier`)."""
+async def add_tier(pool: asyncpg.Pool, *, by: Actor, **fields: Any) -> dict[str, Any]:
+    """Check a new tier's values, then add it as made ``by`` (see
+    :func:`repository.create_tier`)."""
     check_tier(
         limit_value=fields["limit_value"],
         unit=fields["unit"],
@@ -102,18 +116,21 @@ async def add_tier(pool: asyncpg.Pool, **fields: Any) -> dict[str, Any]:
         tier=fields["tier"],
         averaging=fields["averaging"],
     )
-    return await repository.create_tier(pool, **fields)
+    return await repository.create_tier(pool, **fields, by=by)
 
 
-async def change_tier(pool: asyncpg.Pool, tier_id: int, **fields: Any) -> dict[str, Any]:
-    """Check a tier's new values, then store them (see :func:`repository.update_tier`)."""
+async def change_tier(
+    pool: asyncpg.Pool, tier_id: int, *, by: Actor, **fields: Any
+) -> dict[str, Any]:
+    """Check a tier's new values, then store them as made ``by`` (see
+    :func:`repository.update_tier`)."""
     check_tier(
         limit_value=fields["limit_value"],
         unit=fields["unit"],
         severity=fields["severity"],
         source=fields["source"],
     )
-    return await repository.update_tier(pool, tier_id, **fields)
+    return await repository.update_tier(pool, tier_id, **fields, by=by)
 
 
 async def assess_incident(

@@ -23,6 +23,8 @@ from telemetry.columns import FloatArray, IntArray
 from telemetry.errors import NotFoundError, ValidationError
 from telemetry.kinds.remote_sensing.detection import MEASURED_COLUMNS, RS_POLLUTANTS, Judgement
 from telemetry.kinds.remote_sensing.record import RemoteSensingBatch
+from telemetry.store import audit
+from telemetry.store.audit import Actor
 from telemetry.store.errors import constraint_errors
 from telemetry.store.staging import Staging, first_of_each_key, json_text
 from telemetry.store.versions import check_range, superseded_by
@@ -136,9 +138,10 @@ async def create_limit(
     effective_from: dt.date,
     effective_to: dt.date | None = None,
     note: str | None = None,
+    by: Actor,
 ) -> dict[str, Any]:
     """Add an ``rs_limits`` row effective over [effective_from, effective_to) (CST calendar
-    dates) and return it.
+    dates) and return it; audited as made ``by``.
 
     The unit must be the one the pass reports the pollutant in (see
     :data:`~telemetry.kinds.remote_sensing.detection.RS_POLLUTANTS`: the limit is compared with that
@@ -169,8 +172,22 @@ async def create_limit(
             existing, effective_from, effective_to, key=f"{fuel_type}/{pollutant}", noun="limit"
         )
         if superseded is not None:
-            await conn.execute(
-                "UPDATE rs_limits SET effective_to = $2 WHERE id = $1", superseded, effective_from
+            before = await conn.fetchrow(
+                f"SELECT {_LIMIT_COLUMNS} FROM rs_limits WHERE id = $1", superseded
+            )
+            after = await conn.fetchrow(
+                f"UPDATE rs_limits SET effective_to = $2 WHERE id = $1 RETURNING {_LIMIT_COLUMNS}",
+                superseded,
+                effective_from,
+            )
+            await audit.record(
+                conn,
+                by,
+                action="rs_limit.supersede",
+                entity="rs_limit",
+                entity_id=superseded,
+                before=before,
+                after=after,
             )
         with constraint_errors():
             created = await conn.fetchrow(
@@ -187,7 +204,16 @@ async def create_limit(
                 effective_to,
                 note,
             )
-    assert created is not None
+        assert created is not None
+        await audit.record(
+            conn,
+            by,
+            action="rs_limit.create",
+            entity="rs_limit",
+            entity_id=created["id"],
+            before=None,
+            after=created,
+        )
     return dict(created)
 
 
@@ -206,8 +232,10 @@ async def update_gate(
     source: str,
     confirmed: bool,
     note: str | None = None,
+    by: Actor,
 ) -> dict[str, Any]:
-    """Replace a gate's bounds, source, confirmed flag and note; return the row.
+    """Replace a gate's bounds, source, confirmed flag and note; return the row. Audited as
+    made ``by``.
 
     A bound is a finite number in the unit its parameter names, or None for no bound; a pass
     is invalid when its value lies below ``min_value`` or above ``max_value`` (a bound equal
@@ -225,19 +253,32 @@ async def update_gate(
         raise ValidationError(f"min_value {min_value} is above max_value {max_value}")
     if not source.strip():
         raise ValidationError("a gate needs its source")
-    with constraint_errors():
-        row = await pool.fetchrow(
-            "UPDATE rs_gates SET min_value = $2, max_value = $3, source = $4, confirmed = $5, "
-            f"note = $6 WHERE id = $1 RETURNING {_GATE_COLUMNS}",
-            gate_id,
-            min_value,
-            max_value,
-            source,
-            confirmed,
-            note,
+    async with pool.acquire() as conn, conn.transaction():
+        before = await conn.fetchrow(
+            f"SELECT {_GATE_COLUMNS} FROM rs_gates WHERE id = $1 FOR UPDATE", gate_id
         )
-    if row is None:
-        raise NotFoundError(f"no remote-sensing gate {gate_id}")
+        if before is None:
+            raise NotFoundError(f"no remote-sensing gate {gate_id}")
+        with constraint_errors():
+            row = await conn.fetchrow(
+                "UPDATE rs_gates SET min_value = $2, max_value = $3, source = $4, confirmed = $5, "
+                f"note = $6 WHERE id = $1 RETURNING {_GATE_COLUMNS}",
+                gate_id,
+                min_value,
+                max_value,
+                source,
+                confirmed,
+                note,
+            )
+        await audit.record(
+            conn,
+            by,
+            action="rs_gate.update",
+            entity="rs_gate",
+            entity_id=gate_id,
+            before=before,
+            after=row,
+        )
     return dict(row)
 
 

@@ -20,6 +20,7 @@ from telemetry.kinds.remote_sensing.record import normalise_plate
 from telemetry.web import (
     BIGINT_MAX,
     TEXT_PATTERN,
+    AdminDep,
     BodyModel,
     IntegerId,
     LimitValue,
@@ -413,17 +414,18 @@ async def get_limits(pool: PoolDep, query: Annotated[LimitQuery, Query()]) -> li
     "/remote-sensing/limits",
     response_model=Limit,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400, 409),
+    responses=error_responses(400, 403, 409),
 )
-async def add_limit(pool: PoolDep, body: LimitCreate) -> Limit:
-    """Add a limit effective from ``effective_from``. The open-ended row of the same fuel type
-    and pollutant it starts inside is closed on that date; 409 if the period overlaps any
-    other row of that fuel type and pollutant, 422 for a unit other than the pass's.
+async def add_limit(pool: PoolDep, principal: AdminDep, body: LimitCreate) -> Limit:
+    """Add a limit effective from ``effective_from`` (admin; audited as the token's
+    account). The open-ended row of the same fuel type and pollutant it starts inside is
+    closed on that date; 409 if the period overlaps any other row of that fuel type and
+    pollutant, 422 for a unit other than the pass's.
 
     Ingest workers apply the change at their next refresh, every
     min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; passes
     already stored keep their judgement."""
-    row = await service.add_limit(pool, **body.model_dump())
+    row = await service.add_limit(pool, **body.model_dump(), by=principal)
     return Limit.model_validate(row)
 
 
@@ -435,14 +437,19 @@ async def get_gates(pool: PoolDep) -> list[Gate]:
 
 
 @router.put(
-    "/remote-sensing/gates/{gate_id}", response_model=Gate, responses=error_responses(400, 404)
+    "/remote-sensing/gates/{gate_id}",
+    response_model=Gate,
+    responses=error_responses(400, 403, 404),
 )
-async def change_gate(pool: PoolDep, gate_id: IntegerId, body: GateUpdate) -> Gate:
-    """Replace a gate's bounds, source, confirmed flag and note (its parameter, fuel type and
-    reason stay); 404 for an unknown gate, 422 when min_value > max_value or both are null.
+async def change_gate(
+    pool: PoolDep, principal: AdminDep, gate_id: IntegerId, body: GateUpdate
+) -> Gate:
+    """Replace a gate's bounds, source, confirmed flag and note (admin; audited as the
+    token's account). Its parameter, fuel type and reason stay; 404 for an unknown gate, 422
+    when min_value > max_value or both are null.
 
     Ingest workers apply the change at their next refresh, every
     min(TELEMETRY_SEGMENTS_REFRESH_S, TELEMETRY_THRESHOLDS_REFRESH_S) seconds; passes
     already stored keep their judgement."""
-    row = await store.update_gate(pool, gate_id, **body.model_dump())
+    row = await store.update_gate(pool, gate_id, **body.model_dump(), by=principal)
     return Gate.model_validate(row)

@@ -14,6 +14,7 @@ import asyncpg
 from telemetry.kinds.remote_sensing import repository
 from telemetry.kinds.remote_sensing.checks import check_limit
 from telemetry.kinds.remote_sensing.detection import RuleParams, cst_month, month_start_us
+from telemetry.store.audit import Actor
 
 __all__ = ["add_limit", "rule_window_start"]
 
@@ -30,8 +31,9 @@ async def rule_window_start(pool: asyncpg.Pool, now: dt.datetime) -> dt.datetime
     return _EPOCH + dt.timedelta(microseconds=start_us)
 
 
-async def add_limit(pool: asyncpg.Pool, **fields: Any) -> dict[str, Any]:
-    """Check a new limit's values, then add it (see :func:`repository.create_limit`)."""
+async def add_limit(pool: asyncpg.Pool, *, by: Actor, **fields: Any) -> dict[str, Any]:
+    """Check a new limit's values, then add it as made ``by`` (see
+    :func:`repository.create_limit`)."""
     check_limit(
         fuel_type=fields["fuel_type"],
         pollutant=fields["pollutant"],
@@ -39,4 +41,4 @@ async def add_limit(pool: asyncpg.Pool, **fields: Any) -> dict[str, Any]:
         unit=fields["unit"],
         source=fields["source"],
     )
-    return await repository.create_limit(pool, **fields)
+    return await repository.create_limit(pool, **fields, by=by)

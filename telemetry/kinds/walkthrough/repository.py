@@ -17,6 +17,8 @@ from telemetry.columns import FloatArray, IntArray
 from telemetry.errors import NotFoundError, ValidationError
 from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
 from telemetry.kinds.walkthrough.record import POLLUTANTS, WalkthroughBatch
+from telemetry.store import audit
+from telemetry.store.audit import Actor
 from telemetry.store.errors import constraint_errors
 from telemetry.store.staging import Staging, first_of_each_key, json_text
 from telemetry.store.versions import check_range, superseded_by
@@ -169,12 +171,14 @@ async def create_threshold(
     effective_to: dt.date | None = None,
     confirmed: bool = True,
     note: str | None = None,
+    by: Actor,
 ) -> dict[str, Any]:
     """Add a threshold row effective over [effective_from, effective_to) and return it.
 
     If the new row starts inside an open-ended row of the same kind, pollutant and tier, that
     row is closed at ``effective_from`` in the same transaction. Note that a new row with an
-    ``effective_to`` then leaves no limit after that date until another row is added.
+    ``effective_to`` then leaves no limit after that date until another row is added. Both
+    changes are audited as made ``by``.
 
     Raises :class:`ValidationError` for a non-positive limit or an empty date range, and
     :class:`ConflictError` when the range overlaps any other row of the same key.
@@ -206,8 +210,23 @@ async def create_threshold(
             noun="threshold",
         )
         if superseded is not None:
-            await conn.execute(
-                "UPDATE thresholds SET effective_to = $2 WHERE id = $1", superseded, effective_from
+            before = await conn.fetchrow(
+                f"SELECT {_THRESHOLD_COLUMNS} FROM thresholds WHERE id = $1", superseded
+            )
+            after = await conn.fetchrow(
+                "UPDATE thresholds SET effective_to = $2 WHERE id = $1 "
+                f"RETURNING {_THRESHOLD_COLUMNS}",
+                superseded,
+                effective_from,
+            )
+            await audit.record(
+                conn,
+                by,
+                action="threshold.supersede",
+                entity="threshold",
+                entity_id=superseded,
+                before=before,
+                after=after,
             )
         with constraint_errors():
             created = await conn.fetchrow(
@@ -228,7 +247,16 @@ async def create_threshold(
                 confirmed,
                 note,
             )
-    assert created is not None
+        assert created is not None
+        await audit.record(
+            conn,
+            by,
+            action="threshold.create",
+            entity="threshold",
+            entity_id=created["id"],
+            before=None,
+            after=created,
+        )
     return dict(created)
 
 

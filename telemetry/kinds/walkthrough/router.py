@@ -16,7 +16,7 @@ from telemetry.kinds.walkthrough.schemas import (
     Track,
     TrackQuery,
 )
-from telemetry.web import TEXT_PATTERN, PoolDep, error_responses
+from telemetry.web import TEXT_PATTERN, AdminDep, PoolDep, error_responses
 
 __all__ = ["MAX_TRACK_POINTS", "router"]
 
@@ -41,13 +41,16 @@ async def get_thresholds(
     "/thresholds",
     response_model=Threshold,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400, 409),
+    responses=error_responses(400, 403, 409),
     tags=["thresholds"],
 )
-async def add_threshold(pool: PoolDep, threshold: ThresholdCreate) -> Threshold:
-    """Add a limit. To revise one, close the old row's period with a new row starting where it
-    ends; 409 if the new period overlaps an existing row for the same kind, pollutant and tier."""
-    row = await repository.create_threshold(pool, **threshold.model_dump())
+async def add_threshold(
+    pool: PoolDep, principal: AdminDep, threshold: ThresholdCreate
+) -> Threshold:
+    """Add a limit (admin). To revise one, close the old row's period with a new row starting
+    where it ends; 409 if the new period overlaps an existing row for the same kind, pollutant
+    and tier. Audited as the token's account."""
+    row = await repository.create_threshold(pool, **threshold.model_dump(), by=principal)
     return Threshold.model_validate(row)
 
 

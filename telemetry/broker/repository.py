@@ -1,0 +1,121 @@
+"""Every SQL statement on table ``vehicle_accounts`` (migration 0008)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from telemetry.broker.passwords import PasswordHash
+
+__all__ = [
+    "CHANNEL",
+    "Credential",
+    "VehicleAccount",
+    "delete_simulated",
+    "disable",
+    "enabled_credentials",
+    "list_accounts",
+    "upsert",
+]
+
+# The NOTIFY channel the table's trigger signals on every change.
+CHANNEL = "vehicle_accounts"
+
+_UPSERT = """
+INSERT INTO vehicle_accounts (vehicle_id, kind, salt, password_hash, iterations, simulated)
+VALUES ($1, $2, $3, $4, $5, $7)
+ON CONFLICT (vehicle_id) DO UPDATE
+    SET kind = EXCLUDED.kind, salt = EXCLUDED.salt, password_hash = EXCLUDED.password_hash,
+        iterations = EXCLUDED.iterations, enabled = true, password_set_at = now()
+    WHERE $6 AND (NOT $7 OR vehicle_accounts.simulated)
+RETURNING vehicle_id
+"""
+_DISABLE = """
+UPDATE vehicle_accounts
+SET enabled = false, revoked_at = CASE WHEN enabled THEN now() ELSE revoked_at END
+WHERE vehicle_id = $1
+RETURNING vehicle_id
+"""
+_DELETE_SIMULATED = """
+DELETE FROM vehicle_accounts WHERE vehicle_id = ANY($1::text[]) AND simulated
+"""
+_LIST = """
+SELECT vehicle_id, kind, enabled, simulated, registered_at, password_set_at, revoked_at
+FROM vehicle_accounts ORDER BY vehicle_id
+"""
+_ENABLED = """
+SELECT vehicle_id, kind, salt, password_hash, iterations
+FROM vehicle_accounts WHERE enabled ORDER BY vehicle_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleAccount:
+    """A registered vehicle, without its password hash."""
+
+    vehicle_id: str
+    kind: str
+    enabled: bool
+    simulated: bool
+    registered_at: datetime
+    password_set_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What the broker needs of an enabled vehicle: who, where it may publish, its hash."""
+
+    vehicle_id: str
+    kind: str
+    password: PasswordHash
+
+
+async def upsert(
+    conn: asyncpg.Connection,
+    rows: list[tuple[str, str, PasswordHash]],
+    *,
+    replace: bool,
+    simulated: bool = False,
+) -> set[str]:
+    """Register (vehicle id, kind, hash) rows; with ``replace`` an existing vehicle gets the
+    new password and kind and is enabled again (but a simulated registration never replaces
+    a vehicle registered by a person). Returns the ids written: the others exist already."""
+    written: set[str] = set()
+    async with conn.transaction():
+        for vehicle_id, kind, h in rows:
+            row = await conn.fetchrow(
+                _UPSERT, vehicle_id, kind, h.salt, h.key_hex, h.iterations, replace, simulated
+            )
+            if row is not None:
+                written.add(vehicle_id)
+    return written
+
+
+async def disable(conn: asyncpg.Connection, vehicle_id: str) -> bool:
+    """Disable a vehicle's account; False if no such vehicle is registered."""
+    return await conn.fetchval(_DISABLE, vehicle_id) is not None
+
+
+async def delete_simulated(conn: asyncpg.Connection, vehicle_ids: list[str]) -> None:
+    """Delete these vehicles' accounts where a simulator registered them."""
+    await conn.execute(_DELETE_SIMULATED, vehicle_ids)
+
+
+async def list_accounts(conn: asyncpg.Connection) -> list[VehicleAccount]:
+    """Every registered vehicle, ordered by id."""
+    return [VehicleAccount(**dict(r)) for r in await conn.fetch(_LIST)]
+
+
+async def enabled_credentials(conn: asyncpg.Connection) -> list[Credential]:
+    """The enabled vehicles with their password hashes, ordered by id."""
+    return [
+        Credential(
+            r["vehicle_id"],
+            r["kind"],
+            PasswordHash(r["salt"], r["password_hash"], r["iterations"]),
+        )
+        for r in await conn.fetch(_ENABLED)
+    ]

@@ -1,0 +1,117 @@
+"""Registering and revoking vehicles' broker accounts.
+
+A vehicle's username is its id; its password is generated here, returned once and stored only
+as a hash. Every change reaches the broker through the table's NOTIFY (see ``runner``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+
+import asyncpg
+
+from telemetry.broker import repository
+from telemetry.broker.passwords import generate_password, hash_password
+from telemetry.errors import ConflictError, NotFoundError, ValidationError
+from telemetry.kinds.contract import Kind
+from telemetry.store import audit
+from telemetry.store.audit import Actor
+
+__all__ = ["check_vehicle_id", "register", "register_simulated", "revoke"]
+
+# Also the table's CHECK: nothing an MQTT topic level, an ACL or a password file treats
+# specially ('/', '+', '#', ':', spaces), and the topic contract's 64 characters.
+_VEHICLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_vehicle_id(vehicle_id: str) -> str:
+    """``vehicle_id`` if it can be an account name, else ``ValidationError``."""
+    if not _VEHICLE_ID.fullmatch(vehicle_id):
+        raise ValidationError(
+            f"vehicle id {vehicle_id!r}: 1 to 64 characters, letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return vehicle_id
+
+
+def _kind(kind: str) -> Kind:
+    try:
+        return Kind(kind)
+    except ValueError:
+        names = ", ".join(k.value for k in Kind)
+        raise ValidationError(f"unknown vehicle kind {kind!r} (one of {names})") from None
+
+
+async def register(
+    conn: asyncpg.Connection,
+    vehicle_id: str,
+    kind: str,
+    *,
+    actor: Actor,
+    new_password: bool = False,
+    reserved: Collection[str] = (),
+) -> str:
+    """Register a vehicle and return its new password (the only time it is seen).
+
+    A vehicle already registered keeps its password unless ``new_password`` (then the old one
+    stops working and the account is enabled again). ``reserved``: names the broker uses for
+    its own accounts, which no vehicle may take. The change is audited as ``actor``'s."""
+    check_vehicle_id(vehicle_id)
+    if vehicle_id in reserved:
+        raise ConflictError(f"{vehicle_id!r} is the name of one of the broker's own accounts")
+    password = generate_password()
+    row = (vehicle_id, _kind(kind).value, hash_password(password))
+    async with conn.transaction():
+        if not await repository.upsert(conn, [row], replace=new_password):
+            raise ConflictError(
+                f"vehicle {vehicle_id!r} is already registered; give --new-password to issue a "
+                "new password (the old one stops working)"
+            )
+        await audit.record(
+            conn,
+            actor,
+            action="new_password" if new_password else "register",
+            entity="vehicle",
+            entity_id=vehicle_id,
+            before=None,
+            after={"vehicle_id": vehicle_id, "kind": row[1], "enabled": True},
+        )
+    return password
+
+
+async def register_simulated(
+    conn: asyncpg.Connection, vehicles: Iterable[tuple[str, Kind]]
+) -> dict[str, str]:
+    """Register simulated vehicles with a new password each, returning {vehicle id: password}.
+
+    A simulator calls this on every run. It refuses (``ConflictError``) a vehicle id a person
+    registered, so that a simulation can never lock a real vehicle out."""
+    wanted = list(vehicles)
+    passwords = {check_vehicle_id(v): generate_password() for v, _ in wanted}
+    rows = [(v, k.value, hash_password(passwords[v])) for v, k in wanted]
+    written = await repository.upsert(conn, rows, replace=True, simulated=True)
+    taken = sorted(set(passwords) - written)
+    if taken:
+        raise ConflictError(
+            f"vehicle ids registered for real vehicles, not simulated ones: {', '.join(taken[:5])}"
+            "; choose another id or prefix"
+        )
+    return passwords
+
+
+async def revoke(conn: asyncpg.Connection, vehicle_id: str, *, actor: Actor) -> None:
+    """Disable a vehicle's account: the broker disconnects it and refuses it from then on.
+    The change is audited as ``actor``'s."""
+    async with conn.transaction():
+        if not await repository.disable(conn, vehicle_id):
+            raise NotFoundError(f"no vehicle {vehicle_id!r} is registered")
+        await audit.record(
+            conn,
+            actor,
+            action="revoke",
+            entity="vehicle",
+            entity_id=vehicle_id,
+            before={"vehicle_id": vehicle_id, "enabled": True},
+            after={"vehicle_id": vehicle_id, "enabled": False},
+        )
