@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 AlertStatus = Literal["open", "acknowledged", "resolved"]
+AlertConfidence = Literal["suspected", "confirmed"]
+AlertResolution = Literal["verified", "officer", "quiet"]
 
 
 # --- query models --------------------------------------------------------------------------
@@ -69,7 +71,16 @@ class AlertQuery(TimeWindow):
     kind: Kind | None = None
     pollutant: Name | None = None
     vehicle: Name | None = None
-    segment: int | None = Field(None, ge=1, le=BIGINT_MAX)
+    segment: int | None = Field(
+        None, ge=1, le=BIGINT_MAX, description="alerts whose stretch contains this segment"
+    )
+    confidence: AlertConfidence | None = Field(
+        None, description="suspected (one drive) or confirmed (repeat drive or fixed point)"
+    )
+    stale: bool | None = Field(
+        None, description="true: unresolved alerts nobody has re-measured for a while"
+    )
+    resolution: AlertResolution | None = Field(None, description="how a resolved alert was closed")
     limit: int = Field(50, ge=1, le=500)
     cursor: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = Field(
         None, description="the previous page's next_cursor"
@@ -98,7 +109,14 @@ class DeadLetterQuery(QueryModel):
 
 
 class Alert(BaseModel):
-    """One alert episode: an exceedance on a subject that lasts until it is resolved."""
+    """One alert episode on a subject (a road stretch, a plate, an incident), open until it is
+    resolved: by verification (later clean passes), by an officer, or, for emergency alerts
+    only, by a quiet period.
+
+    Walk-through alerts have rule ``pass_screening`` and list the rules that fired in
+    ``rules``: ``reference_ratio`` (pass mean / reference limit, C/S, 占标率: an indicator,
+    not a legal exceedance), ``fixed_point_trigger`` (a local trigger calling for a fixed-point
+    measurement) and ``hotspot`` (pass mean against the vehicle's own background)."""
 
     id: int
     kind: str
@@ -118,7 +136,26 @@ class Alert(BaseModel):
     occurrences: int
     last_value: float
     peak_value: float
-    peak_multiple: float
+    peak_ratio: float | None = Field(
+        None, description="the highest C/S (or mean / (factor x background) for a hotspot)"
+    )
+    peak_multiple: float | None = Field(
+        None,
+        description="the exceedance multiple (C − S)/S, only where a valid average was "
+        "compared (never for a short walk-through pass)",
+    )
+    rules: list[str] = Field(default_factory=list, description="every rule that fired")
+    segments: list[int] = Field(default_factory=list, description="the stretch's segments")
+    confidence: AlertConfidence = "confirmed"
+    confirmed_at: datetime | None = None
+    stale_since: datetime | None = Field(
+        None, description="set while nobody has re-measured the alert; not a resolution"
+    )
+    resolution: AlertResolution | None = None
+    verification: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the later clean passes over the stretch and before/after statistics",
+    )
     vehicles: list[str]
     details: dict[str, Any]
     created_at: datetime

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from simulators.accounts import fleet_publishers
 from simulators.fleet import Fleet
+from simulators.hj212 import drive_hj212, register_analysers
 from simulators.load import run_load
 from simulators.network import RoadNetwork, load_network
 from simulators.plume import Plumes, Source, default_sources, parse_source
@@ -69,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds without coverage; readings are buffered and flushed as one array",
     )
     parser.add_argument("--vehicle-prefix", help="vehicle id prefix (default 'walk-' or 'load-')")
+    parser.add_argument(
+        "--hj212-tcp",
+        metavar="HOST:PORT",
+        help="send the vehicles as HJ 212 data loggers to this TCP listener instead of MQTT",
+    )
     load = parser.add_argument_group("load test")
     load.add_argument("--load", action="store_true", help="publish as fast as --rate, then report")
     load.add_argument(
@@ -123,6 +129,8 @@ async def _demo(settings: Settings, args: argparse.Namespace, network: RoadNetwo
         )
     stop = asyncio.Event()
     _stop_on_signals(stop)
+    if args.hj212_tcp:
+        return await _hj212(settings, args, fleet, stop)
     async with fleet_publishers(settings, fleet.vehicle_ids, Kind.WALKTHROUGH) as publishers:
         log.info("driving %d vehicles; Ctrl-C stops", len(fleet.vehicle_ids))
         readings = await drive_fleet(
@@ -134,6 +142,24 @@ async def _demo(settings: Settings, args: argparse.Namespace, network: RoadNetwo
             f"{readings} readings from {len(fleet.vehicle_ids)} vehicles; "
             f"{published} messages published, {acknowledged} acknowledged"
         )
+    return 0
+
+
+async def _hj212(
+    settings: Settings, args: argparse.Namespace, fleet: Fleet, stop: asyncio.Event
+) -> int:
+    host, _, port = args.hj212_tcp.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValidationError("--hj212-tcp: HOST:PORT")
+    stations = await register_analysers(settings, fleet.vehicle_ids)
+    log.info("driving %d HJ 212 data loggers to %s; Ctrl-C stops", len(stations), args.hj212_tcp)
+    try:
+        sent, replies = await drive_hj212(
+            fleet, stations, host, int(port), stop, duration_s=args.duration_s
+        )
+    except OSError as exc:
+        raise TelemetryError(f"cannot reach the HJ 212 listener {args.hj212_tcp}: {exc}") from exc
+    print(f"{sent} HJ 212 packets from {len(stations)} data loggers; {replies} data replies")
     return 0
 
 

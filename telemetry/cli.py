@@ -129,14 +129,31 @@ def _add_broker_commands(sub: Any) -> None:
                     actor=cli_actor(),
                     new_password=args.new_password,
                     reserved=reserved,
+                    hj212=_analyser(args),
                 ),
             )
         )
+        if password is None:
+            print(
+                f"{args.vehicle_id}: HJ 212 analyser {args.hj212_mn} set; MQTT password unchanged"
+            )
+            return 0
         print(f"registered {args.vehicle_id} ({args.kind}): MQTT username {args.vehicle_id},")
         print(f"publishes to {settings.mqtt_topic_prefix}/{args.kind}/{args.vehicle_id} only.")
         print("Its password, shown only this once (stored as a hash):")
         print(password)
         return 0
+
+    def _analyser(args: argparse.Namespace) -> Any:
+        if args.hj212_mn is None:
+            if args.hj212_pw or args.position or args.hj212_tolerate or args.hj212_unit:
+                raise TelemetryError("--hj212-pw, --position, … need --hj212-mn")
+            return None
+        return vehicles.analyser(
+            args.vehicle_id, args.kind, args.hj212_mn, pw=args.hj212_pw, position=args.position,
+            tolerate=args.hj212_tolerate, position_fields=args.hj212_position_fields,
+            timezone=args.hj212_timezone, units=args.hj212_unit,
+        )  # fmt: skip
 
     def revoke(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(
@@ -179,6 +196,14 @@ def _add_broker_commands(sub: Any) -> None:
     reg.add_argument(
         "--new-password", action="store_true", help="replace the password of a registered vehicle"
     )
+    hj = reg.add_argument_group("HJ 212 analyser (docs/adr/0010-hj212.md)")
+    hj.add_argument("--hj212-mn", help="the MN its HJ 212 analyser sends")
+    hj.add_argument("--hj212-pw", help="the analyser's PW (6 characters); unset: not checked")
+    hj.add_argument("--position", metavar="LAT,LON", help="a parked site's fixed position")
+    hj.add_argument("--hj212-tolerate", action="append", default=[], metavar="DEVIATION")
+    hj.add_argument("--hj212-position-fields", action="append", default=[], metavar="LON,LAT")
+    hj.add_argument("--hj212-timezone", help="DataTime's zone (default China Standard Time)")
+    hj.add_argument("--hj212-unit", action="append", default=[], metavar="CODE=UNIT")
     reg.set_defaults(func=register)
     rev = veh.add_parser("revoke", help="disable a vehicle's account")
     rev.add_argument("vehicle_id")

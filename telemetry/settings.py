@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     max_future_skew_s: Positive = 300.0
     max_age_s: Positive = 7 * 24 * 3600.0
 
+    # HJ 212 analysers over TCP (docs/adr/0010-hj212.md): no listener while the port is unset.
+    hj212_tcp_port: int | None = Field(None, ge=1, le=65_535)
+    hj212_tcp_host: str = "127.0.0.1"
+    hj212_tcp_max_connections: int = Field(1_000, ge=1)
+    hj212_tcp_idle_s: Positive = 600.0  # a connection silent this long is closed
+
     segment_length_m: Positive = 30.0
     snap_tolerance_m: Positive = 30.0
     segments_refresh_s: Positive = 60.0
@@ -90,6 +96,19 @@ class Settings(BaseSettings):
     hotspot_window_s: Positive = 900.0
     hotspot_min_samples: int = Field(60, ge=1)
     hotspot_min_pass_readings: int = Field(2, ge=1)
+    hotspot_refresh_s: float = Field(
+        60.0, ge=0
+    )  # a vehicle's stored background is reused this long
+
+    # Walk-through alerts (docs/adr/0009, docs/domain.md §2.3, §5.2, §5.5). Severity follows
+    # the ratio C/S (or mean / (factor x background)): below warning_ratio 'info', from it
+    # 'warning', from critical_ratio 'critical'.
+    alert_warning_ratio: float = Field(1.5, ge=1)
+    alert_critical_ratio: float = Field(3.0, ge=1)
+    alert_drive_gap_s: Positive = 900.0  # passes this far apart are different drives
+    alert_fixed_point_s: Positive = 600.0  # a stop this long on one segment: 定点复测
+    alert_verify_passes: int = Field(2, ge=1)  # later clean passes that resolve an alert
+    alert_stale_after_s: Positive = 7 * 86400.0  # unmeasured this long: marked stale
 
     thresholds_refresh_s: Positive = 30.0
     alert_quiet_period_s: Positive = 1800.0

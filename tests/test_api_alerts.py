@@ -126,6 +126,45 @@ async def test_filters_select_by_status_kind_pollutant_vehicle_and_segment(
     assert await ids(client, {"vehicle": "nobody"}) == []
 
 
+async def test_filters_select_by_confidence_stale_resolution_and_stretch(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    suspected = await insert_alert(
+        pool, confidence="suspected", segment_id=701, segments=[700, 701, 702]
+    )
+    stale = await insert_alert(pool, stale_since=T0 + timedelta(days=8))
+    verified = await insert_alert(pool, status="resolved", resolution="verified")
+    assert await ids(client, {"confidence": "suspected"}) == [suspected]
+    assert suspected not in await ids(client, {"confidence": "confirmed"})
+    assert await ids(client, {"stale": "true"}) == [stale]
+    assert stale not in await ids(client, {"stale": "false"})
+    assert await ids(client, {"resolution": "verified"}) == [verified]
+    # Any segment of the stretch finds the alert, not only the latest one.
+    assert await ids(client, {"segment": 700}) == [suspected]
+    one = (await client.get(f"/api/v1/alerts/{suspected}")).json()
+    assert (one["segments"], one["confidence"], one["stale_since"]) == (
+        [700, 701, 702],
+        "suspected",
+        None,
+    )
+    assert (await client.get("/api/v1/alerts", params={"confidence": "maybe"})).status_code == 422
+
+
+async def test_an_officer_resolution_is_recorded_as_such_and_high_emitters_need_a_note(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    alert_id = await insert_alert(pool)
+    r = await client.post(f"/api/v1/alerts/{alert_id}/resolve", json={})
+    assert (r.status_code, r.json()["resolution"]) == (200, "officer")
+    plate = await insert_alert(
+        pool, kind="remote_sensing", subject="plate:TEST", rule="high_emitter"
+    )
+    r = await client.post(f"/api/v1/alerts/{plate}/resolve", json={"note": "  "})
+    assert r.status_code == 422, r.text
+    r = await client.post(f"/api/v1/alerts/{plate}/resolve", json={"note": "plate re-tested"})
+    assert (r.status_code, r.json()["resolution"]) == (200, "officer")
+
+
 async def test_time_window_selects_episodes_overlapping_it(
     client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

@@ -212,6 +212,7 @@ def _threshold(**changes: Any) -> dict[str, Any]:
         "unit": "ug/m3",
         "averaging": "instant",
         "source": "local rule",
+        "tier": "trigger",  # a local fixed-point trigger, like the seeded TVOC row
         "effective_from": "2030-01-01",
     } | changes
 

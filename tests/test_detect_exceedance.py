@@ -7,11 +7,16 @@ import numpy.typing as npt
 import pytest
 
 from telemetry.alerts.exceedance import Exceedance
-from telemetry.kinds.walkthrough.detection.judge import DetectParams, judge_passes
+from telemetry.kinds.walkthrough.detection.judge import (
+    DetectParams,
+    assess_passes,
+    judge_passes,
+    severity_of,
+)
 from telemetry.kinds.walkthrough.detection.quality import quality_mask
 from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
 from telemetry.kinds.walkthrough.detection.tracker import fragments
-from telemetry.kinds.walkthrough.record import WalkthroughBatch
+from telemetry.kinds.walkthrough.record import POLLUTANTS, WalkthroughBatch
 from telemetry.settings import Settings
 
 
@@ -85,35 +90,38 @@ def make_batch(vehicle_id, ts_us, **columns) -> WalkthroughBatch:
     return WalkthroughBatch(**base)
 
 
-def test_pass_mean_over_pm25_limit_is_one_limit_exceedance():
+def test_pass_mean_over_pm25_reference_is_one_reference_ratio_not_an_exceedance():
     batch = make_batch(["v1"] * 5, BEFORE + np.arange(5) * S, pm25=[80, 90, 100, 90, 90])
     found = detect_walkthrough(batch, np.full(5, 11), THRESHOLDS, {}, PARAMS)
     assert len(found) == 1
     e = found[0]
-    assert (e.kind, e.subject, e.segment_id, e.pollutant, e.rule) == (
+    assert (e.kind, e.subject, e.segment_id, e.pollutant, e.rule, e.rules) == (
         "walkthrough",
         "segment:11",
         11,
         "pm25",
-        "limit",
+        "pass_screening",
+        ("reference_ratio",),
     )
     assert e.threshold_id == 1
     assert e.limit_value == 75.0
     assert e.value == pytest.approx(90.0)
     assert e.peak == 100.0
-    assert e.multiple == pytest.approx(0.2)
+    # C/S = 1.2 (占标率); five seconds are not a 24 h average, so no exceedance multiple.
+    assert e.ratio == pytest.approx(1.2)
+    assert e.multiple is None
+    assert e.details["valid_average"] is False
     assert (e.first_us, e.last_us) == (BEFORE, BEFORE + 4 * S)
     assert (e.vehicle_id, e.readings, e.unit, e.averaging, e.severity) == (
         "v1",
         5,
         "ug/m3",
         "24h",
-        "warning",
+        "info",  # below the 1.5 warning band
     )
-    assert e.details["averaging"] == "24h"
-    assert e.details["indicator"] is True
     assert "not a legal exceedance" in e.details["note"]
     assert e.details["confirmed"] is True
+    assert (e.segments, e.confidence) == ((11,), "suspected")
 
 
 def test_the_same_pass_mean_is_judged_by_the_limit_in_force_at_the_pass():
@@ -123,7 +131,7 @@ def test_the_same_pass_mean_is_judged_by_the_limit_in_force_at_the_pass():
     assert detect_walkthrough(before, np.full(3, 11), THRESHOLDS, {}, PARAMS) == []
     [e] = detect_walkthrough(after, np.full(3, 11), THRESHOLDS, {}, PARAMS)
     assert (e.threshold_id, e.limit_value) == (7, 60.0)
-    assert e.multiple == pytest.approx(0.1)
+    assert e.ratio == pytest.approx(1.1)
 
 
 def test_unusable_readings_do_not_count_towards_the_pass_mean():
@@ -137,11 +145,53 @@ def test_unusable_readings_do_not_count_towards_the_pass_mean():
     assert detect_walkthrough(batch, segment, THRESHOLDS, {}, PARAMS) == []
 
 
-def test_severity_comes_from_the_threshold_row():
-    batch = make_batch(["v1"] * 2, AFTER + np.arange(2) * S, co=[12.0, 14.0])
-    [e] = detect_walkthrough(batch, np.full(2, 3), THRESHOLDS, {}, PARAMS)
-    assert (e.pollutant, e.unit, e.severity, e.limit_value) == ("co", "mg/m3", "critical", 10.0)
-    assert e.multiple == pytest.approx(0.3)
+def test_severity_follows_the_stated_ratio_bands():
+    co = {"info": [11.0, 11.0], "warning": [16.0, 16.0], "critical": [31.0, 31.0]}
+    for severity, values in co.items():
+        batch = make_batch(["v1"] * 2, AFTER + np.arange(2) * S, co=values)
+        [e] = detect_walkthrough(batch, np.full(2, 3), THRESHOLDS, {}, PARAMS)
+        assert (e.pollutant, e.unit, e.limit_value) == ("co", "mg/m3", 10.0)
+        assert e.severity == severity, (values, e.ratio)
+    assert severity_of(1.49, PARAMS) == "info"
+    assert severity_of(1.5, PARAMS) == "warning"
+    assert severity_of(3.0, PARAMS) == "critical"
+
+
+def test_exceedance_multiple_only_where_the_pass_holds_a_valid_average():
+    # A vehicle stopped 46 minutes on one segment: 2760 one-second NO2 readings, enough for an
+    # hourly value (45 minutes of sampling, docs/domain.md §2.3).
+    n = 46 * 60
+    batch = make_batch(["v1"] * n, AFTER + np.arange(n) * S, no2=np.full(n, 300.0))
+    [e] = detect_walkthrough(batch, np.full(n, 4), THRESHOLDS, {}, PARAMS)
+    assert e.ratio == pytest.approx(1.5)
+    assert e.multiple == pytest.approx(0.5)
+    assert e.details["valid_average"] is True
+    # Long enough on one spot to be a fixed-point measurement (定点复测): confirmed at once.
+    assert (e.confidence, e.details["fixed_point"]) == ("confirmed", True)
+
+
+def test_a_local_trigger_is_its_own_rule_not_a_limit():
+    table = ThresholdTable.from_rows(
+        [
+            threshold(
+                30,
+                "tvoc",
+                400,
+                "instant",
+                dt.date(2024, 1, 1),
+                None,
+                tier="trigger",
+                source="DB3502/T 153-2024",
+                confirmed=False,
+            )
+        ]
+    )
+    batch = make_batch(["v1"] * 3, AFTER + np.arange(3) * S, tvoc=[500.0, 520.0, 480.0])
+    [e] = detect_walkthrough(batch, np.full(3, 9), table, {}, PARAMS)
+    assert (e.rules, e.threshold_id, e.limit_value) == (("fixed_point_trigger",), 30, 400.0)
+    assert e.ratio == pytest.approx(1.25)
+    assert e.multiple is None
+    assert "fixed-point measurement" in e.details["note"]
 
 
 def test_plume_against_background_is_a_hotspot():
@@ -152,20 +202,29 @@ def test_plume_against_background_is_a_hotspot():
     found = detect_walkthrough(batch, segment, THRESHOLDS, {"no2": 20.0}, PARAMS)
     assert len(found) == 1
     e = found[0]
-    assert (e.subject, e.pollutant, e.rule, e.threshold_id) == (
+    # The NO2 reference row (200, 1 h) was evaluated too: the ratio reported is C/S.
+    assert (e.subject, e.pollutant, e.rules, e.threshold_id) == (
         "segment:12",
         "no2",
-        "hotspot",
-        None,
+        ("hotspot",),
+        4,
     )
-    assert e.limit_value == 40.0
     assert e.value == pytest.approx(50.0)
-    assert e.multiple == pytest.approx(0.25)
-    assert e.severity == "warning"
-    assert e.averaging is None
-    assert e.source == "hotspot: pass mean >= 2.0 x P10 background (900 s window)"
+    assert e.ratio == pytest.approx(0.25)
+    assert e.details["hotspot_ratio"] == pytest.approx(1.25)
     assert e.details["background"] == 20.0
+    assert e.severity == "info"
     assert (e.first_us, e.last_us, e.readings) == (ts[0], ts[2], 3)
+
+
+def test_hotspot_without_a_reference_is_measured_against_the_background():
+    ts = AFTER + np.arange(3) * S
+    batch = make_batch(["v2"] * 3, ts, o3=[90.0, 100.0, 110.0])
+    [e] = detect_walkthrough(batch, np.full(3, 12), THRESHOLDS, {"o3": 20.0}, PARAMS)
+    assert (e.rules, e.threshold_id, e.limit_value, e.averaging) == (("hotspot",), None, 40.0, None)
+    assert e.ratio == pytest.approx(2.5)
+    assert e.severity == "warning"
+    assert "own" in e.source and "docs/domain.md" in e.source
 
 
 def test_hotspot_needs_enough_readings_in_the_pass():
@@ -182,12 +241,58 @@ def test_no_hotspot_without_a_background():
         assert detect_walkthrough(batch, np.full(3, 12), THRESHOLDS, backgrounds, PARAMS) == []
 
 
-def test_pass_over_a_limit_and_the_background_gives_both_rules():
+def test_pass_over_a_limit_and_the_background_is_one_exceedance_listing_both_rules():
     batch = make_batch(
         ["v1", "v1", "v3", "v3"], AFTER + np.array([0, 1, 0, 1]) * S, pm25=[200, 220, 10, 12]
     )
     found = detect_walkthrough(batch, np.full(4, 5), THRESHOLDS, {"pm25": 30.0}, PARAMS)
-    assert sorted((e.rule, e.vehicle_id) for e in found) == [("hotspot", "v1"), ("limit", "v1")]
+    [e] = found
+    assert (e.vehicle_id, e.rules) == ("v1", ("reference_ratio", "hotspot"))
+    assert e.ratio == pytest.approx(3.5)
+    assert e.severity == "critical"
+
+
+def test_passes_on_segments_of_one_road_share_the_road_as_subject():
+    ts = AFTER + np.arange(6) * S
+    batch = make_batch(["v1"] * 6, ts, pm25=[200.0] * 6)
+    segment = np.array([21, 21, 22, 22, 23, 23])
+    usable, _ = quality_mask(batch, segment, max_speed_kmh=PARAMS.max_speed_kmh)
+    passes = fragments(batch, segment, usable, max_gap_s=PARAMS.pass_max_gap_s)
+    roads = {21: "demo/7", 22: "demo/7", 23: "demo/8"}
+    found = judge_passes(passes, THRESHOLDS, {}, PARAMS, roads)
+    assert [(e.subject, e.segments) for e in found] == [
+        ("road:demo/7", (21,)),
+        ("road:demo/7", (22,)),
+        ("road:demo/8", (23,)),
+    ]
+
+
+def test_clean_passes_are_valid_judged_and_under_every_rule():
+    ts = AFTER + np.arange(7) * S
+    # v1: clean pm25 pass (3 readings); v2: one reading only (not valid); v3: a plume.
+    batch = make_batch(
+        ["v1", "v1", "v1", "v2", "v3", "v3", "v3"], ts, pm25=[20, 22, 21, 20, 90, 95, 99]
+    )
+    usable, _ = quality_mask(batch, np.full(7, 5), max_speed_kmh=PARAMS.max_speed_kmh)
+    passes = fragments(batch, np.full(7, 5), usable, max_gap_s=PARAMS.pass_max_gap_s)
+    result = assess_passes(passes, THRESHOLDS, {"pm25": 15.0}, PARAMS)
+    j = POLLUTANTS.index("pm25")
+    assert passes.vehicle_id.tolist() == ["v1", "v2", "v3"]
+    assert result.clean[:, j].tolist() == [True, False, False]
+    # No value and no rule for NO2: never clean.
+    assert not result.clean[:, POLLUTANTS.index("no2")].any()
+    assert [e.vehicle_id for e in result.exceedances] == ["v3"]
+
+
+def test_per_pass_backgrounds_are_used_row_by_row():
+    ts = AFTER + np.arange(4) * S
+    batch = make_batch(["v1", "v1", "v2", "v2"], ts, o3=[50.0, 50.0, 50.0, 50.0])
+    usable, _ = quality_mask(batch, np.full(4, 5), max_speed_kmh=PARAMS.max_speed_kmh)
+    passes = fragments(batch, np.full(4, 5), usable, max_gap_s=PARAMS.pass_max_gap_s)
+    backgrounds = np.full((2, len(POLLUTANTS)), np.nan)
+    backgrounds[:, POLLUTANTS.index("o3")] = [20.0, 40.0]  # each vehicle's own background
+    found = judge_passes(passes, THRESHOLDS, backgrounds, PARAMS)
+    assert [e.vehicle_id for e in found] == ["v1"]
 
 
 def test_empty_batch_has_no_exceedances():
@@ -202,3 +307,5 @@ def test_params_come_from_settings():
     assert params.hotspot_factor == 3.0
     assert params.max_speed_kmh == settings.quality_max_speed_kmh
     assert params.hotspot_min_samples == settings.hotspot_min_samples
+    assert (params.warning_ratio, params.critical_ratio) == (1.5, 3.0)
+    assert params.fixed_point_s == settings.alert_fixed_point_s

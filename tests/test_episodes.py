@@ -4,7 +4,7 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from telemetry.alerts.episodes import auto_resolve, record_exceedances
+from telemetry.alerts.episodes import auto_resolve, mark_stale, record_exceedances, sweep_alerts
 from telemetry.alerts.exceedance import Exceedance
 
 S = 1_000_000
@@ -167,19 +167,22 @@ async def test_second_worker_waits_for_the_first_and_joins_its_episode(pool, dat
 async def test_exceedance_after_resolution_opens_a_new_episode(pool):
     await record(pool, [exceedance(**at(0))])
     later = T0_DT + dt.timedelta(hours=2)
-    assert await auto_resolve(pool, quiet_period_s=1800, now=later) == 1
+    assert await auto_resolve(pool, quiet_period_s=1800, now=later, kinds=["walkthrough"]) == 1
     assert await record(pool, [exceedance(**at(7200))]) == 1
     rows = await alerts(pool)
     assert [(a["status"], a["occurrences"]) for a in rows] == [("resolved", 1), ("open", 1)]
 
 
-async def test_auto_resolve_resolves_only_quiet_episodes(pool):
+async def test_auto_resolve_resolves_only_quiet_episodes_of_quiet_kinds(pool):
     await record(
         pool,
         [
-            exceedance(**at(0), subject="segment:1", segment_id=1),
-            exceedance(**at(0), subject="segment:2", segment_id=2),
-            exceedance(**at(3000), subject="segment:3", segment_id=3),
+            exceedance(**at(0), kind="emergency", subject="segment:1", segment_id=1),
+            exceedance(**at(0), kind="emergency", subject="segment:2", segment_id=2),
+            exceedance(**at(3000), kind="emergency", subject="segment:3", segment_id=3),
+            # Walk-through and high-emitter alerts never close by silence.
+            exceedance(**at(0), subject="segment:4", segment_id=4),
+            exceedance(**at(0), kind="remote_sensing", subject="plate:A1", rule="high_emitter"),
         ],
     )
     await pool.execute("UPDATE alerts SET status = 'acknowledged' WHERE subject = 'segment:2'")
@@ -190,8 +193,11 @@ async def test_auto_resolve_resolves_only_quiet_episodes(pool):
         a = rows[subject]
         assert (a["status"], a["resolved_by"], a["resolved_at"]) == ("resolved", "system", now)
         assert "1800 s" in a["resolve_note"]
+    assert rows["segment:1"]["resolution"] == "quiet"
     assert rows["segment:3"]["status"] == "open"
     assert rows["segment:3"]["resolved_at"] is None
+    assert rows["segment:4"]["status"] == "open"
+    assert rows["plate:A1"]["status"] == "open"
     # Already resolved episodes are not touched again.
     async with pool.acquire() as conn:
         assert await auto_resolve(conn, quiet_period_s=1800, now=now) == 0
@@ -216,3 +222,67 @@ async def test_details_follow_the_latest_measurement(pool):
 async def test_no_exceedances_record_nothing(pool):
     async with pool.acquire() as conn:
         assert await record_exceedances(conn, []) == 0
+
+
+async def test_stale_marks_unmeasured_walkthrough_alerts_without_resolving_them(pool):
+    await record(
+        pool,
+        [
+            exceedance(**at(0), subject="road:a", segment_id=1),
+            exceedance(**at(3000), subject="road:b", segment_id=2),
+            exceedance(**at(0), kind="emergency", subject="incident:1"),
+        ],
+    )
+    now = T0_DT + dt.timedelta(seconds=3600)
+    resolved, stale = await sweep_alerts(pool, quiet_period_s=1e9, stale_after_s=1800, now=now)
+    assert (resolved, stale) == (0, 1)
+    rows = {a["subject"]: a for a in await alerts(pool)}
+    assert (rows["road:a"]["status"], rows["road:a"]["stale_since"]) == ("open", now)
+    assert rows["road:b"]["stale_since"] is None
+    assert rows["incident:1"]["stale_since"] is None  # only walk-through alerts go stale
+    # Marked once; a new pass over the stretch clears the flag.
+    assert await mark_stale(pool, stale_after_s=1800, now=now) == 0
+    await record(pool, [exceedance(**at(3500), subject="road:a", segment_id=1)])
+    [a] = [a for a in await alerts(pool) if a["subject"] == "road:a"]
+    assert a["stale_since"] is None
+
+
+async def test_one_drive_is_suspected_and_a_repeat_drive_confirms(pool):
+    suspected = {"confidence": "suspected", "details": {"drive_gap_s": 900}}
+    await record(pool, [exceedance(**at(0), vehicle_id="v1", **suspected)])
+    # The same vehicle a few seconds later, on the same drive: still suspected.
+    await record(pool, [exceedance(**at(20), vehicle_id="v1", **suspected)])
+    [a] = await alerts(pool)
+    assert (a["confidence"], a["confirmed_at"]) == ("suspected", None)
+    # The same vehicle on another drive (more than the drive gap later) confirms.
+    await record(pool, [exceedance(**at(2000), vehicle_id="v1", **suspected)])
+    [a] = await alerts(pool)
+    assert a["confidence"] == "confirmed" and a["confirmed_at"] is not None
+
+
+async def test_another_vehicle_or_a_fixed_point_measurement_confirms(pool):
+    suspected = {"confidence": "suspected"}
+    await record(pool, [exceedance(**at(0), vehicle_id="v1", subject="road:x", **suspected)])
+    await record(pool, [exceedance(**at(30), vehicle_id="v2", subject="road:x", **suspected)])
+    await record(pool, [exceedance(**at(0), vehicle_id="v1", subject="road:y", **suspected)])
+    await record(pool, [exceedance(**at(30), vehicle_id="v1", subject="road:y")])  # fixed point
+    rows = {a["subject"]: a for a in await alerts(pool)}
+    assert rows["road:x"]["confidence"] == "confirmed"
+    assert rows["road:y"]["confidence"] == "confirmed"
+
+
+async def test_rules_and_segments_of_one_stretch_are_listed_on_one_alert(pool):
+    common = {"subject": "road:demo/7", "rule": "pass_screening", "multiple": None}
+    await record(
+        pool,
+        [
+            exceedance(**at(0), segment_id=1, segments=(1,), rules=("reference_ratio",), **common),
+            exceedance(**at(3), segment_id=2, segments=(2,), rules=("hotspot",), **common),
+        ],
+    )
+    await record(pool, [exceedance(**at(6), segment_id=3, segments=(3,), ratio=2.5, **common)])
+    [a] = await alerts(pool)
+    assert a["segments"] == [1, 2, 3]
+    assert a["rules"] == ["hotspot", "pass_screening", "reference_ratio"]
+    assert a["peak_multiple"] is None
+    assert a["peak_ratio"] == 2.5

@@ -58,13 +58,16 @@ async def test_pass_in_progress_is_judged_at_shutdown(
         await worker.stop()
 
     alert = await pool.fetchrow(
-        "SELECT * FROM alerts WHERE segment_id = $1 AND pollutant = 'pm25' AND rule = 'limit'",
+        "SELECT * FROM alerts WHERE segment_id = $1 AND pollutant = 'pm25' "
+        "AND rule = 'pass_screening'",
         seg["id"],
     )
     assert alert is not None
     assert alert["status"] == "open"
     assert alert["last_value"] == 150.0
     assert alert["details"]["pass_readings"] == 3
+    assert alert["rules"] == ["reference_ratio"]
+    assert alert["confidence"] == "suspected"
 
 
 async def _connected(worker: IngestWorker) -> bool:

@@ -23,6 +23,7 @@ PARTS: tuple[tuple[str, ...], ...] = (
     ("telemetry.kinds",),
     ("telemetry.roads", "telemetry.alerts", "telemetry.web", "telemetry.accounts"),
     ("telemetry.store",),
+    ("telemetry.hj212",),
     ("telemetry",),
 )
 

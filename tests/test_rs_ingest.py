@@ -234,3 +234,42 @@ async def test_simulated_site_traffic_is_accepted_and_finds_its_high_emitters(
 def publish(broker: Broker, topic: str, payload: str) -> None:
     """One QoS 1 message, published by a client we did not write."""
     publish_all(broker, topic, [payload])
+
+
+async def test_high_emitter_alert_stays_open_until_a_later_clean_pass_of_the_plate(
+    service: httpx.AsyncClient, broker: Broker, pool: asyncpg.Pool
+) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    publish(broker, TOPIC, json.dumps(a_pass(now_ms - 180_000, "京B11111")))
+    publish(broker, TOPIC, json.dumps(a_pass(now_ms - 120_000, "京B11111", lane=2)))
+
+    async def alert() -> dict[str, Any] | None:
+        r = await service.get("/api/v1/alerts", params={"kind": "remote_sensing"})
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items[0] if items else None
+
+    found = await eventually(alert)
+    # An officer may close it only with a note (it otherwise waits for a clean pass).
+    r = await service.post(f"/api/v1/alerts/{found['id']}/resolve", json={})
+    assert r.status_code == 422, r.text
+    # A clean pass measured before the alert's last pass (a late upload) closes nothing.
+    publish(broker, TOPIC, json.dumps(a_pass(now_ms - 600_000, "京B11111", no_ppm=300.0)))
+    await eventually(
+        lambda: _count(pool, "SELECT count(*) FROM rs_passes WHERE plate = '京B11111'", 3)
+    )
+    assert (await service.get(f"/api/v1/alerts/{found['id']}")).json()["status"] == "open"
+    # A later valid pass of the plate under the NO limit resolves it by verification.
+    publish(broker, TOPIC, json.dumps(a_pass(now_ms - 30_000, "京B11111", no_ppm=300.0)))
+
+    async def resolved() -> dict[str, Any] | None:
+        a: dict[str, Any] = (await service.get(f"/api/v1/alerts/{found['id']}")).json()
+        return a if a["status"] == "resolved" else None
+
+    done = await eventually(resolved)
+    assert (done["resolution"], done["resolved_by"]) == ("verified", "verification")
+    assert done["verification"]["after"]["value"] == 300.0
+    assert done["verification"]["before"]["last_value"] == 2400.0
+
+
+async def _count(pool: asyncpg.Pool, sql: str, n: int) -> bool:
+    return bool(await pool.fetchval(sql) >= n)

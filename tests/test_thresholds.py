@@ -109,6 +109,7 @@ async def test_new_open_ended_row_closes_the_open_ended_row_it_starts_inside(poo
         unit="ug/m3",
         averaging="instant",
         source="local rule",
+        tier="trigger",
         effective_from=dt.date(2027, 1, 1),
     )
     rows = await list_thresholds(pool, kind="walkthrough")
@@ -121,7 +122,18 @@ async def test_new_open_ended_row_closes_the_open_ended_row_it_starts_inside(poo
     assert created["limit_value"] == 300.0
     table = await load_thresholds(pool, "walkthrough")
     ts = np.array([cst_midnight_us(dt.date(2026, 12, 31)), cst_midnight_us(dt.date(2027, 1, 1))])
-    assert table.limit_value[table.lookup("tvoc", ts)].tolist() == [400.0, 300.0]
+    assert table.limit_value[table.lookup("tvoc", ts, tier="trigger")].tolist() == [400.0, 300.0]
+    # The TVOC value is a local fixed-point trigger (docs/domain.md §5.5), never a limit.
+    assert (table.lookup("tvoc", ts) == -1).all()
+
+
+async def test_gb3095_2012_applies_from_2016_and_tvoc_is_a_local_trigger(pool):
+    rows = await list_thresholds(pool, kind="walkthrough")
+    old = [r for r in rows if r["source"].startswith("GB 3095-2012")]
+    assert old and {r["effective_from"] for r in old} == {dt.date(2016, 1, 1)}
+    [tvoc] = [r for r in rows if r["pollutant"] == "tvoc"]
+    assert (tvoc["tier"], tvoc["confirmed"]) == ("trigger", False)
+    assert "not a national limit" in tvoc["note"]
 
 
 async def test_row_overlapping_a_closed_range_conflicts_and_changes_nothing(pool):

@@ -38,6 +38,9 @@ async def list_alerts(pool: PoolDep, query: Annotated[AlertQuery, Query()]) -> A
         until=query.until,
         before_id=before_id,
         limit=query.limit + 1,
+        confidence=query.confidence,
+        stale=query.stale,
+        resolution=query.resolution,
     )
     items = [Alert.model_validate(r) for r in rows[: query.limit]]
     next_cursor = encode_cursor("alerts", str(items[-1].id)) if len(rows) > query.limit else None
@@ -62,13 +65,16 @@ async def acknowledge_alert(
 
 
 @router.post(
-    "/{alert_id}/resolve", response_model=Alert, responses=error_responses(400, 403, 404, 409)
+    "/{alert_id}/resolve",
+    response_model=Alert,
+    responses=error_responses(400, 403, 404, 409, 422),
 )
 async def resolve_alert(
     pool: PoolDep, principal: OfficerDep, alert_id: BigintId, action: AlertAction | None = None
 ) -> Alert:
     """Resolve an open or acknowledged alert as the token's account (officer or admin); 404
-    if there is none, 409 if it is already resolved. The body is optional."""
+    if there is none, 409 if it is already resolved, 422 for a high-emitter alert without a
+    note. The body is otherwise optional."""
     note = action.note if action is not None else None
     row = await store.resolve_alert(pool, alert_id, by=principal, note=note)
     return Alert.model_validate(row)

@@ -1,6 +1,7 @@
 """Alert episodes: exceedances merged into at most one unresolved alert per key.
 
-The key is (kind, subject, pollutant, rule). The partial unique index
+The key is (kind, subject, pollutant, rule); a walk-through subject is a road, so one plume
+over several segments is one alert (docs/adr/0009). The partial unique index
 ``alerts_one_open_episode`` makes the database, not the workers, decide whether an exceedance
 opens an episode or joins the open (or acknowledged) one, so concurrent workers cannot create
 twins. Once resolved, the next exceedance opens a new episode. All times are measurement
@@ -10,6 +11,7 @@ times, never arrival times.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +20,16 @@ import asyncpg
 
 from telemetry.alerts.exceedance import Exceedance
 
-__all__ = ["SEVERITIES", "auto_resolve", "record_exceedances"]
+__all__ = [
+    "DRIVE_GAP_S",
+    "QUIET_KINDS",
+    "SEVERITIES",
+    "STALE_KINDS",
+    "auto_resolve",
+    "mark_stale",
+    "record_exceedances",
+    "sweep_alerts",
+]
 
 #: Severities from least to most severe; an episode keeps the worst it has seen.
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
@@ -45,6 +56,10 @@ _COLUMNS = (
     ("peak_multiple", "float8"),
     ("vehicles", "text"),  # a JSON array, since unnest cannot take ragged arrays
     ("details", "text"),  # JSON
+    ("peak_ratio", "float8"),
+    ("rules", "text"),  # a JSON array
+    ("segments", "text"),  # a JSON array
+    ("confidence", "text"),
 )
 
 
@@ -56,14 +71,30 @@ def _latest(new: str, old: str) -> str:
     )
 
 
+#: Seconds between two passes of one vehicle for them to count as different drives, unless an
+#: exceedance's details say otherwise (``drive_gap_s``).
+DRIVE_GAP_S = 900.0
+
+# A repeat drive confirms a suspected episode: another vehicle, or the same one at least the
+# drive gap before or after what the episode has seen (measurement times, so late data counts
+# by when it was measured).
+_GAP = f"make_interval(secs => coalesce((EXCLUDED.details->>'drive_gap_s')::float8, {DRIVE_GAP_S}))"
+_CONFIRMS = f"""(EXCLUDED.confidence = 'confirmed'
+        OR NOT (EXCLUDED.vehicles <@ alerts.vehicles)
+        OR EXCLUDED.first_seen > alerts.last_seen + {_GAP}
+        OR EXCLUDED.last_seen < alerts.first_seen - {_GAP})"""
+
 # Rows are inserted in key order so that two batches touching the same keys lock them in the
 # same order and cannot deadlock.
 _UPSERT = f"""
-INSERT INTO alerts ({", ".join(name for name, _ in _COLUMNS)})
+INSERT INTO alerts ({", ".join(name for name, _ in _COLUMNS)}, confirmed_at)
 SELECT x.kind, x.subject, x.segment_id, x.pollutant, x.rule, x.severity, x.threshold_id,
        x.limit_value, x.unit, x.averaging, x.source, x.first_seen, x.last_seen, x.occurrences,
        x.last_value, x.peak_value, x.peak_multiple,
-       ARRAY(SELECT jsonb_array_elements_text(x.vehicles::jsonb)), x.details::jsonb
+       ARRAY(SELECT jsonb_array_elements_text(x.vehicles::jsonb)), x.details::jsonb,
+       x.peak_ratio, ARRAY(SELECT jsonb_array_elements_text(x.rules::jsonb)),
+       ARRAY(SELECT jsonb_array_elements_text(x.segments::jsonb)::bigint), x.confidence,
+       CASE WHEN x.confidence = 'confirmed' THEN now() END
 FROM unnest({", ".join(f"${i}::{type_}[]" for i, (_, type_) in enumerate(_COLUMNS, 1))})
      AS x({", ".join(name for name, _ in _COLUMNS)})
 ORDER BY x.kind, x.subject, x.pollutant, x.rule
@@ -74,6 +105,17 @@ ON CONFLICT (kind, subject, pollutant, rule) WHERE status <> 'resolved' DO UPDAT
     {_latest("last_value", "last_value")},
     peak_value = GREATEST(alerts.peak_value, EXCLUDED.peak_value),
     peak_multiple = GREATEST(alerts.peak_multiple, EXCLUDED.peak_multiple),
+    peak_ratio = GREATEST(alerts.peak_ratio, EXCLUDED.peak_ratio),
+    rules = ARRAY(SELECT DISTINCT r FROM unnest(alerts.rules || EXCLUDED.rules) AS r ORDER BY r),
+    segments = ARRAY(
+        SELECT DISTINCT g FROM unnest(alerts.segments || EXCLUDED.segments) AS g ORDER BY g
+    ),
+    confidence = CASE WHEN {_CONFIRMS} THEN 'confirmed' ELSE alerts.confidence END,
+    confirmed_at = CASE WHEN alerts.confidence <> 'confirmed' AND {_CONFIRMS} THEN now()
+                        ELSE alerts.confirmed_at END,
+    stale_since = NULL,
+    verification = CASE WHEN EXCLUDED.last_seen >= alerts.last_seen THEN '{{}}'::jsonb
+                        ELSE alerts.verification END,
     vehicles = ARRAY(
         SELECT DISTINCT v FROM unnest(alerts.vehicles || EXCLUDED.vehicles) AS v ORDER BY v
     ),
@@ -90,7 +132,7 @@ ON CONFLICT (kind, subject, pollutant, rule) WHERE status <> 'resolved' DO UPDAT
     details = CASE WHEN EXCLUDED.last_seen >= alerts.last_seen
                    THEN alerts.details || EXCLUDED.details ELSE alerts.details END,
     updated_at = now()
-RETURNING (xmax = 0) AS inserted
+RETURNING id, (xmax = 0) AS inserted
 """
 
 
@@ -135,12 +177,31 @@ def _episodes(exceedances: Sequence[Exceedance]) -> list[tuple[Any, ...]]:
                 len(group),
                 latest.value,
                 max(e.value for e in group),
-                max(e.multiple for e in group),
+                max((e.multiple for e in group if e.multiple is not None), default=None),
                 json.dumps(sorted({e.vehicle_id for e in group})),
                 json.dumps(latest.details, default=_json_default),
+                max(e.share for e in group),
+                json.dumps(sorted({r for e in group for r in (e.rules or (e.rule,))})),
+                json.dumps(sorted({s for e in group for s in e.segments})),
+                _confidence(group),
             )
         )
     return rows
+
+
+def _confidence(group: list[Exceedance]) -> str:
+    """'confirmed' if any exceedance is, or the group holds two drives (two vehicles, or one
+    vehicle's passes at least the drive gap apart)."""
+    if any(e.confidence == "confirmed" for e in group):
+        return "confirmed"
+    if len({e.vehicle_id for e in group}) > 1:
+        return "confirmed"
+    ordered = sorted(group, key=lambda e: e.first_us)
+    for before, after in itertools.pairwise(ordered):
+        gap_s = float(after.details.get("drive_gap_s", DRIVE_GAP_S))
+        if after.first_us - before.last_us > gap_s * 1e6:
+            return "confirmed"
+    return "suspected"
 
 
 async def record_exceedances(conn: asyncpg.Connection, exceedances: Sequence[Exceedance]) -> int:
@@ -149,10 +210,14 @@ async def record_exceedances(conn: asyncpg.Connection, exceedances: Sequence[Exc
     Runs on the caller's connection, inside the caller's transaction (the ingest batch's), so
     the episodes commit or roll back with the readings they come from. Per key, an episode
     gains the occurrences, widens [first_seen, last_seen], keeps ``last_value`` (and the
-    limit, source and details) of the latest measurement, the highest pass value and
-    multiple as ``peak_value`` / ``peak_multiple``, the union of vehicles and the worst
-    severity. An acknowledged episode keeps absorbing repeats; a resolved one is left alone
-    and a new episode opens.
+    limit, source and details) of the latest measurement, the highest pass value, ratio C/S
+    and multiple as ``peak_value`` / ``peak_ratio`` / ``peak_multiple`` (a multiple that was
+    never reported stays NULL), the union of vehicles, rules and segments (the stretch) and
+    the worst severity. A suspected episode becomes confirmed on a repeat drive (another
+    vehicle, or the same one more than the drive gap away in measurement time) or a
+    confirmed exceedance; any new exceedance clears the stale flag, and one measured later
+    than the episode clears the verifying passes recorded so far. An acknowledged episode
+    keeps absorbing repeats; a resolved one is left alone and a new episode opens.
     """
     if not exceedances:
         return 0
@@ -162,21 +227,76 @@ async def record_exceedances(conn: asyncpg.Connection, exceedances: Sequence[Exc
     return sum(1 for r in result if r["inserted"])
 
 
+#: Kinds whose alerts may still close by silence (a quiet period after ``last_seen``). An
+#: emergency reading stream is continuous at a fixed site, so silence there means the
+#: concentration fell; walk-through and high-emitter alerts close only by verification or by
+#: an officer (docs/adr/0009).
+QUIET_KINDS: tuple[str, ...] = ("emergency",)
+
+#: Kinds whose open alerts are marked stale when nobody has re-measured them for a while.
+STALE_KINDS: tuple[str, ...] = ("walkthrough",)
+
+
 async def auto_resolve(
-    conn_or_pool: asyncpg.Connection | asyncpg.Pool, *, quiet_period_s: float, now: dt.datetime
+    conn_or_pool: asyncpg.Connection | asyncpg.Pool,
+    *,
+    quiet_period_s: float,
+    now: dt.datetime,
+    kinds: Sequence[str] = QUIET_KINDS,
 ) -> int:
-    """Resolve every open or acknowledged episode without an exceedance measured in the last
-    ``quiet_period_s`` before ``now`` (timezone-aware); return how many were resolved."""
+    """Resolve every open or acknowledged episode of ``kinds`` without an exceedance measured
+    in the last ``quiet_period_s`` before ``now`` (timezone-aware); return how many were
+    resolved. Only :data:`QUIET_KINDS` by default: other alerts never close by silence."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     cutoff = now - dt.timedelta(seconds=quiet_period_s)
     note = f"auto-resolved: no exceedance measured for {quiet_period_s:g} s"
     status = await conn_or_pool.execute(
         "UPDATE alerts SET status = 'resolved', resolved_by = 'system', resolved_at = $1, "
-        "resolve_note = $3, updated_at = now() "
-        "WHERE status <> 'resolved' AND last_seen < $2",
+        "resolve_note = $3, resolution = 'quiet', updated_at = now() "
+        "WHERE status <> 'resolved' AND last_seen < $2 AND kind = ANY($4::text[])",
         now,
         cutoff,
         note,
+        list(kinds),
     )
     return int(status.split()[-1])
+
+
+async def mark_stale(
+    conn_or_pool: asyncpg.Connection | asyncpg.Pool,
+    *,
+    stale_after_s: float,
+    now: dt.datetime,
+    kinds: Sequence[str] = STALE_KINDS,
+) -> int:
+    """Mark stale (``stale_since = now``) every unresolved episode of ``kinds`` that nobody has
+    measured for ``stale_after_s`` before ``now``: neither a new exceedance (``last_seen``) nor
+    a verifying pass. Stale is a flag for the officer, not a resolution; a new pass over the
+    stretch clears it. Return how many were marked."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    cutoff = now - dt.timedelta(seconds=stale_after_s)
+    status = await conn_or_pool.execute(
+        "UPDATE alerts SET stale_since = $1, updated_at = now() "
+        "WHERE status <> 'resolved' AND stale_since IS NULL AND kind = ANY($3::text[]) "
+        "AND GREATEST(last_seen, (verification->>'last_pass_at')::timestamptz) < $2",
+        now,
+        cutoff,
+        list(kinds),
+    )
+    return int(status.split()[-1])
+
+
+async def sweep_alerts(
+    conn_or_pool: asyncpg.Connection | asyncpg.Pool,
+    *,
+    quiet_period_s: float,
+    stale_after_s: float,
+    now: dt.datetime,
+) -> tuple[int, int]:
+    """The periodic job: :func:`auto_resolve` the quiet kinds, :func:`mark_stale` the others.
+    Returns (resolved, marked stale)."""
+    resolved = await auto_resolve(conn_or_pool, quiet_period_s=quiet_period_s, now=now)
+    stale = await mark_stale(conn_or_pool, stale_after_s=stale_after_s, now=now)
+    return resolved, stale

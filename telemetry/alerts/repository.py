@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from telemetry.errors import ConflictError, NotFoundError
+from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.store import audit
 from telemetry.store.audit import Actor
 
@@ -27,7 +27,8 @@ _COLUMNS = """
     id, kind, subject, segment_id, pollutant, rule, severity, status, threshold_id,
     limit_value, unit, averaging, source, first_seen, last_seen, occurrences, last_value,
     peak_value, peak_multiple, vehicles, details, created_at, updated_at,
-    acknowledged_by, acknowledged_at, ack_note, resolved_by, resolved_at, resolve_note
+    acknowledged_by, acknowledged_at, ack_note, resolved_by, resolved_at, resolve_note,
+    peak_ratio, rules, segments, confidence, confirmed_at, stale_since, resolution, verification
 """
 
 # Every filter is optional: a NULL parameter switches its condition off.
@@ -38,10 +39,13 @@ _LIST = f"""
       AND ($2::text IS NULL OR kind = $2)
       AND ($3::text IS NULL OR pollutant = $3)
       AND ($4::text IS NULL OR vehicles @> ARRAY[$4::text])
-      AND ($5::bigint IS NULL OR segment_id = $5)
+      AND ($5::bigint IS NULL OR segment_id = $5 OR segments @> ARRAY[$5::bigint])
       AND ($6::timestamptz IS NULL OR last_seen >= $6)
       AND ($7::timestamptz IS NULL OR first_seen < $7)
       AND ($8::bigint IS NULL OR id < $8)
+      AND ($10::text IS NULL OR confidence = $10)
+      AND ($11::boolean IS NULL OR (stale_since IS NOT NULL) = $11)
+      AND ($12::text IS NULL OR resolution = $12)
     ORDER BY id DESC
     LIMIT $9
 """
@@ -59,8 +63,15 @@ async def list_alerts(
     until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 50,
+    confidence: str | None = None,
+    stale: bool | None = None,
+    resolution: str | None = None,
 ) -> list[dict[str, Any]]:
     """Alerts newest first (by id), at most ``limit`` of them.
+
+    ``segment_id`` matches an alert whose stretch contains that segment; ``confidence``
+    (``'suspected'`` / ``'confirmed'``), ``stale`` and ``resolution`` (``'verified'``,
+    ``'officer'``, ``'quiet'``) filter on those fields.
 
     ``since``/``until`` select episodes overlapping that window of measurement time
     (``last_seen >= since`` and ``first_seen < until``); ``before_id`` continues a listing
@@ -77,6 +88,9 @@ async def list_alerts(
         until,
         before_id,
         limit,
+        confidence,
+        stale,
+        resolution,
     )
     return [dict(r) for r in rows]
 
@@ -98,7 +112,8 @@ _ACKNOWLEDGE = f"""
 
 _RESOLVE = f"""
     UPDATE alerts
-    SET status = 'resolved', resolved_by = $2, resolved_at = now(), resolve_note = $3
+    SET status = 'resolved', resolved_by = $2, resolved_at = now(), resolve_note = $3,
+        resolution = 'officer'
     WHERE id = $1 AND status <> 'resolved'
     RETURNING {_COLUMNS}
 """
@@ -113,6 +128,7 @@ _AUDITED = (
     "resolved_by",
     "resolved_at",
     "resolve_note",
+    "resolution",
 )
 
 
@@ -132,9 +148,15 @@ async def resolve_alert(
     """Mark an open or acknowledged alert resolved by ``by`` (its name is stored); the
     updated alert.
 
-    :class:`NotFoundError` if it does not exist, :class:`ConflictError` if already resolved.
+    :class:`NotFoundError` if it does not exist, :class:`ConflictError` if already resolved,
+    :class:`ValidationError` for a high-emitter alert without a note (it otherwise stays open
+    until a later clean pass of the plate, docs/adr/0009).
     """
     return await _transition(pool, _RESOLVE, alert_id, by, note, "resolve")
+
+
+#: Kinds an officer may resolve only with a note saying why.
+NOTE_REQUIRED_KINDS: frozenset[str] = frozenset({"remote_sensing"})
 
 
 async def _transition(
@@ -142,10 +164,12 @@ async def _transition(
 ) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
         before = await conn.fetchrow(
-            f"SELECT {', '.join(_AUDITED)} FROM alerts WHERE id = $1 FOR UPDATE", alert_id
+            f"SELECT kind, {', '.join(_AUDITED)} FROM alerts WHERE id = $1 FOR UPDATE", alert_id
         )
         if before is None:
             raise NotFoundError(f"alert {alert_id} does not exist")
+        if verb == "resolve" and before["kind"] in NOTE_REQUIRED_KINDS and not (note or "").strip():
+            raise ValidationError(f"alert {alert_id} is a {before['kind']} alert: give a note")
         row = await conn.fetchrow(sql, alert_id, by.name, note)
         if row is None:
             raise ConflictError(f"cannot {verb} alert {alert_id}: it is {before['status']}")
@@ -155,7 +179,7 @@ async def _transition(
             action=f"alert.{verb}",
             entity="alert",
             entity_id=alert_id,
-            before=dict(before),
+            before={k: before[k] for k in _AUDITED},
             after={k: row[k] for k in _AUDITED},
         )
         return dict(row)

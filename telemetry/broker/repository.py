@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from telemetry.broker.passwords import PasswordHash
+from telemetry.hj212.station import Station
 
 __all__ = [
     "CHANNEL",
@@ -16,7 +18,9 @@ __all__ = [
     "delete_simulated",
     "disable",
     "enabled_credentials",
+    "hj212_stations",
     "list_accounts",
+    "set_hj212",
     "upsert",
 ]
 
@@ -48,6 +52,18 @@ FROM vehicle_accounts ORDER BY vehicle_id
 _ENABLED = """
 SELECT vehicle_id, kind, salt, password_hash, iterations
 FROM vehicle_accounts WHERE enabled ORDER BY vehicle_id
+"""
+
+
+_SET_HJ212 = """
+UPDATE vehicle_accounts
+SET hj212_mn = $2, hj212_pw = $3, hj212_options = $4::text::jsonb, site_lat = $5, site_lon = $6
+WHERE vehicle_id = $1
+RETURNING vehicle_id
+"""
+_HJ212_STATIONS = """
+SELECT vehicle_id, kind, hj212_mn, hj212_pw, site_lat, site_lon, hj212_options::text
+FROM vehicle_accounts WHERE enabled AND hj212_mn = ANY($1::text[])
 """
 
 
@@ -119,3 +135,31 @@ async def enabled_credentials(conn: asyncpg.Connection) -> list[Credential]:
         )
         for r in await conn.fetch(_ENABLED)
     ]
+
+
+async def set_hj212(conn: asyncpg.Connection, station: Station) -> bool:
+    """Give a registered vehicle its HJ 212 analyser (MN, PW, options, fixed position);
+    False if no such vehicle is registered. An MN another vehicle has raises
+    ``asyncpg.UniqueViolationError``."""
+    row = await conn.fetchval(
+        _SET_HJ212,
+        station.vehicle_id,
+        station.mn,
+        station.pw,
+        json.dumps(station.options()),
+        station.lat,
+        station.lon,
+    )
+    return row is not None
+
+
+async def hj212_stations(conn: asyncpg.Connection, mns: list[str]) -> dict[str, Station]:
+    """The enabled vehicles' analysers among ``mns``, by MN."""
+    out = {}
+    for r in await conn.fetch(_HJ212_STATIONS, mns):
+        options = json.loads(r["hj212_options"])
+        out[r["hj212_mn"]] = Station.from_options(
+            r["vehicle_id"], r["kind"], r["hj212_mn"], r["hj212_pw"], r["site_lat"],
+            r["site_lon"], options,
+        )  # fmt: skip
+    return out

@@ -14,6 +14,7 @@ import asyncpg
 from telemetry.broker import repository
 from telemetry.broker.passwords import generate_password, hash_password
 from telemetry.errors import ConflictError, NotFoundError, ValidationError
+from telemetry.hj212.station import Station
 from telemetry.kinds.contract import Kind
 from telemetry.store import audit
 from telemetry.store.audit import Actor
@@ -51,19 +52,28 @@ async def register(
     actor: Actor,
     new_password: bool = False,
     reserved: Collection[str] = (),
-) -> str:
+    hj212: Station | None = None,
+) -> str | None:
     """Register a vehicle and return its new password (the only time it is seen).
 
     A vehicle already registered keeps its password unless ``new_password`` (then the old one
     stops working and the account is enabled again). ``reserved``: names the broker uses for
-    its own accounts, which no vehicle may take. The change is audited as ``actor``'s."""
+    its own accounts, which no vehicle may take. ``hj212``: its HJ 212 analyser (MN, PW,
+    options, fixed position); given for a vehicle already registered without
+    ``new_password``, only the analyser changes and None is returned. The change is audited
+    as ``actor``'s."""
     check_vehicle_id(vehicle_id)
     if vehicle_id in reserved:
         raise ConflictError(f"{vehicle_id!r} is the name of one of the broker's own accounts")
     password = generate_password()
     row = (vehicle_id, _kind(kind).value, hash_password(password))
     async with conn.transaction():
-        if not await repository.upsert(conn, [row], replace=new_password):
+        written = await repository.upsert(conn, [row], replace=new_password)
+        if hj212 is not None:
+            await _set_analyser(conn, hj212, actor)
+            if not written:
+                return None
+        if not written:
             raise ConflictError(
                 f"vehicle {vehicle_id!r} is already registered; give --new-password to issue a "
                 "new password (the old one stops working)"
@@ -78,6 +88,31 @@ async def register(
             after={"vehicle_id": vehicle_id, "kind": row[1], "enabled": True},
         )
     return password
+
+
+async def _set_analyser(conn: asyncpg.Connection, station: Station, actor: Actor) -> None:
+    try:
+        station.check()
+    except (ValueError, KeyError) as exc:
+        raise ValidationError(f"HJ 212 analyser of {station.vehicle_id!r}: {exc}") from None
+    try:
+        await repository.set_hj212(conn, station)
+    except asyncpg.UniqueViolationError:
+        raise ConflictError(f"MN {station.mn!r} is registered to another vehicle") from None
+    except asyncpg.CheckViolationError as exc:
+        raise ValidationError(f"HJ 212 analyser of {station.vehicle_id!r}: {exc}") from None
+    after = {"hj212_mn": station.mn, "hj212_pw_set": station.pw is not None, **station.options()}
+    if station.lat is not None:
+        after["position"] = [station.lat, station.lon]
+    await audit.record(
+        conn,
+        actor,
+        action="hj212",
+        entity="vehicle",
+        entity_id=station.vehicle_id,
+        before=None,
+        after=after,
+    )
 
 
 async def register_simulated(
@@ -115,3 +150,57 @@ async def revoke(conn: asyncpg.Connection, vehicle_id: str, *, actor: Actor) -> 
             before={"vehicle_id": vehicle_id, "enabled": True},
             after={"vehicle_id": vehicle_id, "enabled": False},
         )
+
+
+def analyser(
+    vehicle_id: str,
+    kind: str,
+    mn: str,
+    *,
+    pw: str | None = None,
+    position: str | None = None,
+    tolerate: Collection[str] = (),
+    position_fields: Collection[str] = (),
+    timezone: str | None = None,
+    units: Collection[str] = (),
+) -> Station:
+    """An HJ 212 analyser from the command line's texts: ``position`` ``LAT,LON``, each of
+    ``position_fields`` ``LON_FIELD,LAT_FIELD``, each of ``units`` ``CODE=UNIT``."""
+    from telemetry.hj212.packet import Deviation
+    from telemetry.hj212.station import DEFAULT_POSITION_FIELDS
+
+    lat = lon = None
+    if position is not None:
+        try:
+            lat, lon = (float(x) for x in position.split(","))
+        except ValueError:
+            raise ValidationError(f"--position {position!r}: LAT,LON in degrees") from None
+    pairs = []
+    for text in position_fields:
+        names = text.split(",")
+        if len(names) != 2 or not all(names):
+            raise ValidationError(f"position fields {text!r}: LON_FIELD,LAT_FIELD")
+        pairs.append((names[0], names[1]))
+    unit_map = {}
+    for text in units:
+        code, eq, unit = text.partition("=")
+        if not eq:
+            raise ValidationError(f"unit {text!r}: CODE=UNIT, e.g. a21026=ug/m3")
+        unit_map[code] = unit
+    try:
+        deviations = frozenset(Deviation(t) for t in tolerate)
+    except ValueError:
+        known = ", ".join(d.value for d in Deviation)
+        raise ValidationError(f"tolerances are among: {known}") from None
+    return Station(
+        check_vehicle_id(vehicle_id),
+        _kind(kind).value,
+        mn,
+        pw,
+        deviations,
+        tuple(pairs) or DEFAULT_POSITION_FIELDS,
+        lat,
+        lon,
+        timezone,
+        unit_map,
+    )

@@ -21,12 +21,13 @@ with a duplicate-detecting parser.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from telemetry.ingest.hj212 import Hj212Result, is_hj212
 from telemetry.kinds.contract import Kind, KindRows, Message, TopicError, parse_topic
 from telemetry.store.deadletter import DeadLetter
 
@@ -141,7 +142,9 @@ class Decoder:
         topic_prefix: str,
         max_payload_bytes: int,
         max_readings_per_message: int,
+        hj212: Callable[[Message], Hj212Result] | None = None,
     ) -> None:
+        self.hj212 = hj212  # HJ 212 packets (payloads that begin with ##, the TCP listener's)
         self.record_types = record_types
         self.known = {k: frozenset(t.__struct_fields__) for k, t in record_types.items()}
         self.strict = {k: _strict_decoder(t) for k, t in record_types.items()}
@@ -184,6 +187,9 @@ class Decoder:
         self._reject(msg, kind, vehicle_id, "unprocessable", detail)
 
     def _decode_one(self, m_index: int, msg: Message) -> None:
+        if self.hj212 is not None and is_hj212(msg):
+            self._hj212_one(m_index, msg, self.hj212(msg))
+            return
         try:
             kind, vehicle_id = parse_topic(msg.topic, self.topic_prefix)
         except TopicError as exc:
@@ -281,6 +287,18 @@ class Decoder:
             rows.message_of.append(m_index)
             rows.item_of.append(-1 if item_no is None else item_no)
             rows.raw_items.append(item)
+
+    def _hj212_one(self, m_index: int, msg: Message, got: Hj212Result) -> None:
+        if got.record is None or got.kind is None or got.vehicle_id is None:
+            if got.reason is not None:
+                self._reject(msg, got.kind, got.vehicle_id, got.reason, got.detail)
+            return  # a part of a split packet, a heartbeat: nothing to store
+        if got.kind not in self.record_types:
+            detail = f"kind {got.kind.value!r} is not ingested by this version"
+            self._reject(msg, got.kind, got.vehicle_id, "unsupported_kind", detail)
+            return
+        self._accept(got.kind, got.vehicle_id, m_index, msg, got.record)
+        self.rows[got.kind].extras[-1] = got.extra
 
     def _accept(self, kind: Kind, vehicle_id: str, m_index: int, msg: Message, typed: Any) -> None:
         rows = self.rows.get(kind)

@@ -29,13 +29,15 @@ import asyncpg
 import numpy as np
 
 from telemetry import metrics
-from telemetry.alerts.episodes import auto_resolve, record_exceedances
+from telemetry.alerts.episodes import record_exceedances, sweep_alerts
 from telemetry.alerts.exceedance import Exceedance
 from telemetry.db import create_pool
 from telemetry.errors import IngestFailedError
 from telemetry.ingest.batcher import Batcher
 from telemetry.ingest.decode import Decoder
 from telemetry.ingest.failures import Failure, classify, describe
+from telemetry.ingest.hj212 import Hj212Intake
+from telemetry.ingest.hj212_tcp import Hj212Listener
 from telemetry.ingest.mqtt import MqttConsumer
 from telemetry.kinds import registry
 from telemetry.kinds.checks import CheckResult, Limits
@@ -93,9 +95,11 @@ class IngestWorker:
         self._pool = pool
         chosen = registry.pipelines(settings) if pipelines is None else pipelines
         self._pipelines: dict[Kind, KindPipeline[Any, Any]] = {p.kind: p for p in chosen}
+        self._hj212 = Hj212Intake(settings.mqtt_topic_prefix)
         self._decoder = Decoder(
             {k: p.record for k, p in self._pipelines.items()},
             topic_prefix=settings.mqtt_topic_prefix,
+            hj212=self._hj212.decode,
             max_payload_bytes=settings.max_payload_bytes,
             max_readings_per_message=settings.max_readings_per_message,
         )
@@ -107,6 +111,7 @@ class IngestWorker:
             max_age_s=settings.batch_max_age_ms / 1000,
         )
         self._consumer = MqttConsumer(settings, self._batcher)
+        self._listener = Hj212Listener(settings, self._batcher) if settings.hj212_tcp_port else None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         # Batches and idle ticks both advance the pipelines' state: one at a time.
@@ -141,6 +146,8 @@ class IngestWorker:
         await self.refresh()
         self._batcher.start()
         await self._consumer.start()
+        if self._listener is not None:
+            await self._listener.start()
         s = self._settings
         period = min(s.segments_refresh_s, s.thresholds_refresh_s)
         self._tasks = [
@@ -178,7 +185,11 @@ class IngestWorker:
         """Ordered shutdown: stop intake, commit what is pending within the drain deadline
         (its PUBACKs still go out), cancel the periodic tasks, then disconnect."""
         self._stopping = True
+        if self._listener is not None:
+            await self._listener.stop_reading()
         await self._batcher.close(drain_s=self._settings.shutdown_drain_s)
+        if self._listener is not None:
+            await self._listener.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -211,10 +222,15 @@ class IngestWorker:
                     _count([], [], [(pipeline, outcome)], outcome.exceedances, opened)
 
     async def _sweep_alerts(self) -> None:
-        quiet = self._settings.alert_quiet_period_s
-        resolved = await auto_resolve(self._pool, quiet_period_s=quiet, now=datetime.now(UTC))
-        if resolved:
-            log.info("auto-resolved %d quiet alert(s)", resolved)
+        s = self._settings
+        resolved, stale = await sweep_alerts(
+            self._pool,
+            quiet_period_s=s.alert_quiet_period_s,
+            stale_after_s=s.alert_stale_after_s,
+            now=datetime.now(UTC),
+        )
+        if resolved or stale:
+            log.info("auto-resolved %d quiet alert(s), marked %d stale", resolved, stale)
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -253,6 +269,7 @@ class IngestWorker:
 
     def _acknowledge(self, tokens: Sequence[object]) -> None:
         self._consumer.acknowledge(tokens)
+        self._hj212.acknowledge(tokens)  # HJ 212 replies over TCP
 
     async def _commit_resilient(self, messages: Sequence[Message]) -> None:
         """Commit ``messages`` whatever happens, by the failure's class (ingest/failures.py):
@@ -364,6 +381,7 @@ class IngestWorker:
 
     async def _commit_locked(self, messages: Sequence[Message]) -> None:
         now_us = _now_us()
+        await self._hj212.lookup(self._pool, messages)
         decoded = self._decoder.decode(messages)
         dead = list(decoded.dead)
         accepted = []
@@ -382,6 +400,7 @@ class IngestWorker:
             for pipeline, batch in accepted:
                 outcomes.append((pipeline, await pipeline.commit(conn, batch, now_us=now_us)))
             await insert_dead_letters(conn, dead)
+            await self._hj212.store(conn)
             exceedances = [e for _, o in outcomes for e in o.exceedances]
             opened = await record_exceedances(conn, exceedances)
 

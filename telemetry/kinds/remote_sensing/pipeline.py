@@ -130,7 +130,35 @@ class RemoteSensingPipeline:
         exceedances = await self._confirm(
             conn, fresh, {p: o[new] for p, o in judgement.over.items()}
         )
+        await self._verify(conn, fresh, judgement, new)
         return Outcome(len(batch), len(new), exceedances)
+
+    async def _verify(
+        self,
+        conn: asyncpg.Connection,
+        fresh: RemoteSensingBatch,
+        judgement: Judgement,
+        new: npt.NDArray[np.intp],
+    ) -> None:
+        """New valid passes under the limit close the plate's high-emitter alerts for that
+        pollutant, when measured after them (docs/adr/0009)."""
+        plates: list[str] = []
+        pollutants: list[str] = []
+        vehicles: list[str] = []
+        times: list[int] = []
+        values: list[float] = []
+        recognised = fresh.plate.astype(bool)
+        vsp = judgement.vsp_kw_t[new]
+        measured = fresh.values(vsp)
+        for pollutant, (column, _) in RS_POLLUTANTS.items():
+            clean = judgement.judged[pollutant][new] & ~judgement.over[pollutant][new] & recognised
+            at = np.flatnonzero(clean)
+            plates += [str(p) for p in fresh.plate[at].tolist()]
+            pollutants += [pollutant] * at.shape[0]
+            vehicles += [str(v) for v in fresh.vehicle_id[at].tolist()]
+            times += [int(t) for t in fresh.ts_us[at].tolist()]
+            values += [float(v) for v in np.asarray(measured[column], dtype=float)[at].tolist()]
+        await store.resolve_by_clean_passes(conn, plates, pollutants, vehicles, times, values)
 
     def committed(self, outcome: Outcome) -> None:
         """Nothing to advance: the rule reads its history from the database."""

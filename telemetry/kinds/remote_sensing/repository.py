@@ -44,6 +44,7 @@ __all__ = [
     "load_reference",
     "lock_plates",
     "pass_statistics",
+    "resolve_by_clean_passes",
     "update_gate",
     "upsert_high_emitters",
 ]
@@ -691,3 +692,62 @@ async def pass_statistics(
         raise ValueError(f"statistics are by 'site' or 'segment', not {by!r}")
     rows = await pool.fetch(_STATISTICS[by], since, until, key, limit)
     return [dict(r) for r in rows]
+
+
+# A high-emitter alert stays open until a later valid pass of the same plate comes back under
+# the limit for that pollutant (or an officer resolves it with a note; docs/adr/0009). The
+# pass must be measured after the alert's last_seen, so a late upload of an old pass never
+# closes it. Rows another transaction holds are skipped rather than waited for.
+_RESOLVE_BY_CLEAN = """
+WITH clean AS (
+    SELECT 'plate:' || x.plate AS subject, x.pollutant, x.vehicle_id, x.ts_us, x.value
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[])
+         AS x(plate, pollutant, vehicle_id, ts_us, value)
+),
+locked AS (
+    SELECT a.id, a.subject, a.pollutant, a.last_seen
+    FROM alerts a
+    WHERE a.kind = 'remote_sensing' AND a.rule = 'high_emitter' AND a.status <> 'resolved'
+      AND (a.subject, a.pollutant) IN (SELECT subject, pollutant FROM clean)
+    ORDER BY a.id
+    FOR UPDATE SKIP LOCKED
+),
+target AS (
+    SELECT DISTINCT ON (l.id) l.id, c.vehicle_id, c.ts_us, c.value
+    FROM locked l
+    JOIN clean c ON c.subject = l.subject AND c.pollutant = l.pollutant
+    WHERE TIMESTAMPTZ 'epoch' + c.ts_us * INTERVAL '1 microsecond' > l.last_seen
+    ORDER BY l.id, c.ts_us
+)
+UPDATE alerts AS a
+SET status = 'resolved', resolved_by = 'verification', resolved_at = now(),
+    resolution = 'verified',
+    resolve_note = 'resolved by verification: a later valid pass of the plate was under the limit',
+    verification = jsonb_build_object(
+        'passes', jsonb_build_array(jsonb_build_object(
+            'vehicle_id', t.vehicle_id,
+            'ts', TIMESTAMPTZ 'epoch' + t.ts_us * INTERVAL '1 microsecond',
+            'value', t.value)),
+        'before', jsonb_build_object('last_value', a.last_value, 'peak_value', a.peak_value,
+                                     'limit_value', a.limit_value),
+        'after', jsonb_build_object('value', t.value)),
+    updated_at = now()
+FROM target t
+WHERE a.id = t.id
+"""
+
+
+async def resolve_by_clean_passes(
+    conn: asyncpg.Connection,
+    plate: list[str],
+    pollutant: list[str],
+    vehicle_id: list[str],
+    ts_us: list[int],
+    value: list[float],
+) -> int:
+    """Resolve by verification the open high-emitter alerts of these plates and pollutants
+    with a clean pass (aligned lists) measured after them; return how many."""
+    if not plate:
+        return 0
+    status = await conn.execute(_RESOLVE_BY_CLEAN, plate, pollutant, vehicle_id, ts_us, value)
+    return int(status.split()[-1])

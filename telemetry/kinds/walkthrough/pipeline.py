@@ -11,11 +11,11 @@ import numpy.typing as npt
 
 from telemetry import metrics
 from telemetry.alerts.exceedance import Exceedance
+from telemetry.alerts.verification import CleanPass, verify_alerts
 from telemetry.kinds.checks import Limits
 from telemetry.kinds.contract import CheckResult, Kind, KindRows, Outcome
 from telemetry.kinds.walkthrough.checks import check_walkthrough
-from telemetry.kinds.walkthrough.detection.hotspot import BackgroundWindow
-from telemetry.kinds.walkthrough.detection.judge import DetectParams, judge_passes
+from telemetry.kinds.walkthrough.detection.judge import Assessment, DetectParams, assess_passes
 from telemetry.kinds.walkthrough.detection.quality import quality_mask
 from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
 from telemetry.kinds.walkthrough.detection.tracker import PassStats, advance, fragments
@@ -25,7 +25,12 @@ from telemetry.kinds.walkthrough.record import (
     WalkthroughReading,
     walkthrough_batch,
 )
-from telemetry.kinds.walkthrough.repository import insert_walkthrough, load_thresholds
+from telemetry.kinds.walkthrough.repository import (
+    insert_walkthrough,
+    load_segment_roads,
+    load_thresholds,
+    pass_backgrounds,
+)
 from telemetry.roads.repository import load_segment_geometries
 from telemetry.roads.snap import SegmentIndex
 from telemetry.settings import Settings
@@ -35,8 +40,9 @@ __all__ = ["WalkthroughPipeline", "WalkthroughReading", "walkthrough_batch"]
 
 
 class WalkthroughPipeline:
-    """Snap → store → detect for walk-through readings; keeps the road index, the threshold
-    table and the rolling background between batches."""
+    """Snap → store → detect → verify for walk-through readings; keeps the road index, the
+    segments' roads, the threshold table and the passes in progress between batches. The
+    background is read from the stored readings (docs/adr/0009), not kept here."""
 
     kind = Kind.WALKTHROUGH
     record: type[msgspec.Struct] = WalkthroughReading
@@ -46,7 +52,7 @@ class WalkthroughPipeline:
         self._params = DetectParams.from_settings(settings)
         self._index = SegmentIndex.build([])
         self._thresholds = ThresholdTable.from_rows([])
-        self._background = BackgroundWindow()
+        self._roads: dict[int, str] = {}
         self._open = PassStats.empty()  # each vehicle's pass in progress
 
     @property
@@ -55,6 +61,7 @@ class WalkthroughPipeline:
 
     async def refresh(self, pool: asyncpg.Pool) -> None:
         self._index = SegmentIndex.build(await load_segment_geometries(pool))
+        self._roads = await load_segment_roads(pool)
         self._thresholds = await load_thresholds(pool, self.kind.value)
 
     def to_batch(self, rows: KindRows) -> WalkthroughBatch:
@@ -84,7 +91,7 @@ class WalkthroughPipeline:
         usable, why = quality_mask(fresh, fresh_segments, max_speed_kmh=s.quality_max_speed_kmh)
         found = fragments(fresh, fresh_segments, usable, max_gap_s=s.pass_max_gap_s)
         closed, still_open = advance(self._open, found, now_us=now_us, max_gap_s=s.pass_max_gap_s)
-        exceedances = self._judge(closed, now_us)
+        exceedances = await self._judge(conn, closed)
         state = _Advance(fresh, usable, why, still_open)
         return Outcome(len(batch), len(new), exceedances, state=state)
 
@@ -94,21 +101,33 @@ class WalkthroughPipeline:
         closed, still_open = advance(self._open, PassStats.empty(), now_us=now_us, max_gap_s=gap_s)
         if not len(closed):
             return Outcome(0, 0)
-        return Outcome(
-            0, 0, self._judge(closed, now_us), state=_Advance(None, None, None, still_open)
-        )
+        exceedances = await self._judge(conn, closed)
+        return Outcome(0, 0, exceedances, state=_Advance(None, None, None, still_open))
 
-    def _judge(self, closed: PassStats, now_us: int) -> list[Exceedance]:
+    async def _judge(self, conn: asyncpg.Connection, closed: PassStats) -> list[Exceedance]:
+        """Judge closed passes against each vehicle's stored background, then let the clean
+        ones verify the open alerts of their stretch (same transaction as the batch)."""
         if not len(closed):
             return []
         s = self._settings
-        backgrounds = self._background.levels(
-            now_us,
+        backgrounds = await pass_backgrounds(
+            conn,
+            closed.vehicle_id,
+            closed.last_us,
             window_s=s.hotspot_window_s,
             percentile=s.hotspot_percentile,
             min_samples=s.hotspot_min_samples,
+            refresh_s=s.hotspot_refresh_s,
         )
-        return judge_passes(closed, self._thresholds, backgrounds, self._params)
+        found = assess_passes(closed, self._thresholds, backgrounds, self._params, self._roads)
+        await verify_alerts(
+            conn,
+            self.kind.value,
+            _clean_passes(closed, found),
+            required=s.alert_verify_passes,
+            drive_gap_s=s.alert_drive_gap_s,
+        )
+        return found.exceedances
 
     def committed(self, outcome: Outcome) -> None:
         state: _Advance | None = outcome.state
@@ -119,12 +138,29 @@ class WalkthroughPipeline:
         fresh, usable, why = state.fresh, state.usable, state.why
         if fresh is None or usable is None or why is None or len(fresh) == 0:
             return
-        # Unsnapped readings still describe the air: the background leaves out only bad ones.
-        air = usable | (why == "unsnapped")
-        self._background.update(fresh.ts_us[air], {p: fresh.pollutant(p)[air] for p in POLLUTANTS})
         codes, counts = np.unique(why[~usable].astype(str), return_counts=True)
         for code, n in zip(codes.tolist(), counts.tolist(), strict=True):
             metrics.DETECTION_SKIPPED.labels(code).inc(n)
+
+
+def _clean_passes(closed: PassStats, found: Assessment) -> list[CleanPass]:
+    """The (pass, pollutant) pairs that came back clean, as records for verification."""
+    rows, cols = np.nonzero(found.clean)
+    if rows.shape[0] == 0:
+        return []
+    means = closed.mean()
+    return [
+        CleanPass(
+            vehicle_id=str(closed.vehicle_id[i]),
+            segment_id=int(closed.segment_id[i]),
+            pollutant=POLLUTANTS[j],
+            first_us=int(closed.first_us[i]),
+            last_us=int(closed.last_us[i]),
+            mean=float(means[i, j]),
+            readings=int(closed.n[i, j]),
+        )
+        for i, j in zip(rows.tolist(), cols.tolist(), strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

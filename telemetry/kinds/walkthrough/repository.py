@@ -27,7 +27,9 @@ __all__ = [
     "create_threshold",
     "insert_walkthrough",
     "list_thresholds",
+    "load_segment_roads",
     "load_thresholds",
+    "pass_backgrounds",
     "track_geojson",
 ]
 
@@ -131,6 +133,130 @@ async def insert_walkthrough(
         [json_text(e) for e in batch.extra[keep].tolist()],
     ]
     return await _STAGED.insert_new(conn, values)
+
+
+# --- backgrounds and roads -----------------------------------------------------------------
+
+# Each pass's background: the low percentile of its own vehicle's valid readings (flag 'N')
+# measured in the window that ends with the pass (docs/domain.md §5.2). Read from the stored
+# readings, so every worker computes the same value, a gap only shrinks the sample (NULL below
+# the minimum) and a late upload is judged against the air of its own time.
+_PERCENTILES = ", ".join(
+    f"CASE WHEN count(r.{p}) >= $5 THEN percentile_cont($4) WITHIN GROUP (ORDER BY r.{p}) END"
+    f" AS {p}"
+    for p in POLLUTANTS
+)
+_BACKGROUND = f"""
+SELECT v.i, {_PERCENTILES}
+FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS v(vehicle_id, at_us, i)
+LEFT JOIN walkthrough_readings r
+       ON r.vehicle_id = v.vehicle_id AND r.flag = 'N'
+      AND r.ts >= {_us("(v.at_us - $3)")} AND r.ts <= {_us("v.at_us")}
+GROUP BY v.i
+ORDER BY v.i
+"""
+
+
+_CACHED = """
+SELECT vehicle_id, (extract(epoch FROM at) * 1e6)::bigint AS at_us, levels
+FROM walkthrough_backgrounds
+WHERE vehicle_id = ANY($1::text[]) AND window_s = $2 AND percentile = $3 AND min_samples = $4
+  AND pollutants = $5::text[]
+"""
+
+# Rows in vehicle order, so two batches storing the same vehicles lock them in the same order;
+# a stored background only moves forward in measurement time.
+_STORE = f"""
+INSERT INTO walkthrough_backgrounds AS b
+    (vehicle_id, at, window_s, percentile, min_samples, pollutants, levels)
+SELECT x.vehicle_id, {_us("x.at_us")}, $3, $4, $5, $6::text[],
+       ARRAY(SELECT NULLIF(v, 'NaN') FROM unnest(x.levels::float8[]) AS v)
+FROM unnest($1::text[], $2::bigint[], $7::text[]) AS x(vehicle_id, at_us, levels)
+ORDER BY x.vehicle_id
+ON CONFLICT (vehicle_id) DO UPDATE SET
+    at = EXCLUDED.at, window_s = EXCLUDED.window_s, percentile = EXCLUDED.percentile,
+    min_samples = EXCLUDED.min_samples, pollutants = EXCLUDED.pollutants,
+    levels = EXCLUDED.levels, updated_at = now()
+WHERE EXCLUDED.at > b.at OR b.window_s <> EXCLUDED.window_s
+   OR b.percentile <> EXCLUDED.percentile OR b.min_samples <> EXCLUDED.min_samples
+   OR b.pollutants <> EXCLUDED.pollutants
+"""
+
+
+async def pass_backgrounds(
+    conn: asyncpg.Connection,
+    vehicle_id: npt.NDArray[np.str_],
+    at_us: IntArray,
+    *,
+    window_s: float,
+    percentile: float,
+    min_samples: int,
+    refresh_s: float = 0.0,
+) -> FloatArray:
+    """Per pass (vehicle and time of its last reading): the ``percentile``-th percentile of the
+    vehicle's valid readings in [at - window_s, at], one column per pollutant of
+    :data:`POLLUTANTS`; NaN with fewer than ``min_samples`` values.
+
+    The levels are stored per vehicle (table ``walkthrough_backgrounds``) and reused for a pass
+    ending within ``refresh_s`` after the stored time, so that each vehicle's window is read at
+    most once per ``refresh_s`` of measurement time. A pass before the stored time (late data)
+    is computed for its own time and not stored.
+    """
+    count = len(at_us)
+    out = np.full((count, len(POLLUTANTS)), np.nan)
+    if count == 0:
+        return out
+    vehicles = np.asarray([str(v) for v in vehicle_id.tolist()], dtype=object)
+    at = np.asarray(at_us, dtype=np.int64)
+    min_samples = max(min_samples, 1)
+    params = (float(window_s), float(percentile), min_samples, list(POLLUTANTS))
+    cached = await conn.fetch(_CACHED, sorted(set(vehicles.tolist())), *params)
+    by_vehicle = {row["vehicle_id"]: row for row in cached}
+    stored_at = np.array(
+        [by_vehicle[v]["at_us"] if v in by_vehicle else -1 for v in vehicles.tolist()],
+        dtype=np.int64,
+    )
+    reuse = (stored_at >= 0) & (at >= stored_at) & (at <= stored_at + round(refresh_s * 1e6))
+    for i in np.flatnonzero(reuse).tolist():
+        out[i] = [np.nan if v is None else v for v in by_vehicle[vehicles[i]]["levels"]]
+    fresh = ~reuse
+    todo = np.flatnonzero(fresh)
+    if todo.shape[0] == 0:
+        return out
+    rows = await conn.fetch(
+        _BACKGROUND,
+        vehicles[todo].tolist(),
+        at[todo].tolist(),
+        round(window_s * 1e6),
+        percentile / 100.0,
+        min_samples,
+    )
+    for row in rows:
+        out[todo[row["i"] - 1]] = [np.nan if row[p] is None else row[p] for p in POLLUTANTS]
+    # Store each vehicle's newest computed window (the upsert keeps only a newer one).
+    newest: dict[str, int] = {}
+    for i in todo.tolist():
+        if at[i] >= at[newest.get(vehicles[i], i)]:
+            newest[vehicles[i]] = i
+    keep = [newest[v] for v in sorted(newest)]
+    await conn.execute(
+        _STORE,
+        [vehicles[i] for i in keep],
+        [int(at[i]) for i in keep],
+        *params[:3],
+        params[3],
+        [
+            "{" + ",".join("NaN" if np.isnan(x) else repr(float(x)) for x in out[i]) + "}"
+            for i in keep
+        ],
+    )
+    return out
+
+
+async def load_segment_roads(pool: asyncpg.Pool) -> dict[int, str]:
+    """Every segment's road, as ``'<source>/<road_ref>'``: the stretch an alert groups."""
+    rows = await pool.fetch("SELECT id, source, road_ref FROM road_segments")
+    return {int(r["id"]): f"{r['source']}/{r['road_ref']}" for r in rows}
 
 
 # --- thresholds ---------------------------------------------------------------------------
