@@ -90,6 +90,15 @@ class Settings(BaseSettings):
 
     quality_max_speed_kmh: Positive = 200.0
     pass_max_gap_s: Positive = 10.0
+    # The street map (docs/domain.md §5.1): a segment's median of pass means is "reliable"
+    # from this many distinct drive days (the literature: 4 to 8).
+    segment_reliable_drive_days: int = Field(4, ge=1)
+    # Sensor faults (docs/domain.md §5.7): a value unchanged this long is a flat line; per
+    # pollutant (JSON objects), the full scale and the largest plausible change per second.
+    # A pollutant missing from a table is not judged by that rule.
+    fault_flatline_s: Positive = 600.0
+    fault_full_scale: dict[str, float] = Field(default_factory=dict)
+    fault_max_step: dict[str, float] = Field(default_factory=dict)
 
     hotspot_percentile: float = Field(10.0, gt=0, lt=100)
     hotspot_factor: float = Field(2.0, gt=1)

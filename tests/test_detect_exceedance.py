@@ -84,6 +84,7 @@ def make_batch(vehicle_id, ts_us, **columns) -> WalkthroughBatch:
         lon=np.full(n, 118.1),
         flag=np.full(n, "N", dtype="<U1"),
         extra=np.full(n, None, dtype=object),
+        units=np.full(n, None, dtype=object),
     )
     for name, values in columns.items():
         base[name] = np.array(values, dtype=base[name].dtype)

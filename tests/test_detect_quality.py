@@ -24,6 +24,7 @@ def make_batch(vehicle_id, ts_us, lat, lon=None, flag=None) -> WalkthroughBatch:
         lon=np.full(n, 118.1) if lon is None else np.array(lon, dtype=np.float64),
         flag=np.array(flag or ["N"] * n, dtype="<U1"),
         extra=np.full(n, None, dtype=object),
+        units=np.full(n, None, dtype=object),
     )
     return WalkthroughBatch(**columns)
 

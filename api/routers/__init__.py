@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routers import alerts, audit, auth, dead_letters, health, segments, users, vehicles
+from api.routers import (
+    alerts,
+    audit,
+    auth,
+    data_quality,
+    dead_letters,
+    health,
+    segments,
+    users,
+    vehicles,
+)
 
 __all__ = ["api_v1", "auth", "health"]
 
 #: Every resource under ``/api/v1`` that needs a token; ``auth`` (logging in) is included on
 #: its own, and ``health`` (``/healthz``, ``/metrics``) stays at the root.
 api_v1 = APIRouter(prefix="/api/v1")
-for _module in (alerts, vehicles, segments, dead_letters, users, audit):
+for _module in (alerts, vehicles, segments, dead_letters, data_quality, users, audit):
     api_v1.include_router(_module.router)

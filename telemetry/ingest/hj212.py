@@ -241,7 +241,12 @@ class Hj212Intake:
                 values, units=station.units, tolerate=station.tolerate, skip=position.fields
             )
             result.record = WalkthroughReading(
-                ts=ts_us // 1000, lat=position.lat, lon=position.lon, flag=rt.flag, **rt.values
+                ts=ts_us // 1000,
+                lat=position.lat,
+                lon=position.lon,
+                flag=rt.flag,
+                units=None,  # converted by the analyser's factor units above
+                **rt.values,
             )
             result.extra = rt.extra or None
             return list(rt.deviations)

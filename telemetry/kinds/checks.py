@@ -40,6 +40,14 @@ class Checks:
         self.reason[fresh] = code
         self.detail[fresh] = text
 
+    def mark_each(
+        self, bad: npt.NDArray[np.bool_], code: str, details: npt.NDArray[np.object_]
+    ) -> None:
+        """Like :meth:`mark`, with a detail per row."""
+        fresh = bad & (self.reason == "")
+        self.reason[fresh] = code
+        self.detail[fresh] = details[fresh]
+
     def finite(self, columns: Iterable[tuple[str, FloatArray]]) -> None:
         """Infinite values are out_of_range. The decoder already refuses them (NaN and
         Infinity are not JSON; 1e400 does not fit a double): this guards other producers."""

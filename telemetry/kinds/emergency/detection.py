@@ -26,6 +26,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from telemetry import units
 from telemetry.alerts.exceedance import Exceedance
 from telemetry.columns import FloatArray, IntArray
 from telemetry.geo import destination, distance_bearing
@@ -68,18 +69,8 @@ VOLUME_UNITS: dict[str, float] = {"ppm": 1.0, "ppb": 1e-3}
 MASS_UNITS: dict[str, float] = {"mg/m3": 1.0, "ug/m3": 1e-3}
 UNITS: tuple[str, ...] = (*VOLUME_UNITS, *MASS_UNITS)
 
-#: Molar masses (g/mol) from standard atomic weights; the seed of table ``substances`` holds the
-#: same values. VOC measured by PID is isobutylene-equivalent and deliberately absent.
-MOLAR_MASS_G_MOL: dict[str, float] = {
-    "h2s": 34.08,
-    "nh3": 17.03,
-    "cl2": 70.90,
-    "hcl": 36.46,
-    "so2": 64.07,
-    "no2": 46.01,
-    "co": 28.01,
-    "benzene": 78.11,
-}
+#: Molar masses (g/mol): the service's one table (telemetry/units.py).
+MOLAR_MASS_G_MOL = units.MOLAR_MASS_G_MOL
 
 #: Alert severities from least to most severe (as in :mod:`telemetry.alerts.episodes`).
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")

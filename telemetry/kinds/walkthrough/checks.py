@@ -1,11 +1,16 @@
-"""Plausibility checks of walk-through readings: finite numbers, position, clock, ranges."""
+"""Plausibility checks of walk-through readings: finite numbers, position, clock, declared
+units, ranges."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from telemetry.kinds.checks import CheckResult, Checks, Limits, Range
-from telemetry.kinds.walkthrough.record import POLLUTANTS, WalkthroughBatch
+from telemetry.kinds.walkthrough.record import (
+    POLLUTANTS,
+    WalkthroughBatch,
+    declared_unit_factors,
+)
 
 __all__ = ["check_walkthrough"]
 
@@ -36,5 +41,7 @@ def check_walkthrough(batch: WalkthroughBatch, *, now_us: int, limits: Limits) -
     checks = Checks(len(batch))
     checks.finite((name, getattr(batch, name)) for name in _WALKTHROUGH_NUMERIC)
     checks.position_and_clock(batch.ts_us, batch.lat, batch.lon, now_us=now_us, limits=limits)
+    _, refused = declared_unit_factors(batch.units)
+    checks.mark_each(refused != "", "unit", refused)
     checks.ranges((n, getattr(batch, n), lo, hi) for n, lo, hi in _WALKTHROUGH_RANGES)
     return checks.result()

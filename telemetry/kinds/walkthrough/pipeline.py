@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 import msgspec
@@ -15,6 +15,7 @@ from telemetry.alerts.verification import CleanPass, verify_alerts
 from telemetry.kinds.checks import Limits
 from telemetry.kinds.contract import CheckResult, Kind, KindRows, Outcome
 from telemetry.kinds.walkthrough.checks import check_walkthrough
+from telemetry.kinds.walkthrough.detection.faults import FaultParams, FaultState, sensor_faults
 from telemetry.kinds.walkthrough.detection.judge import Assessment, DetectParams, assess_passes
 from telemetry.kinds.walkthrough.detection.quality import quality_mask
 from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
@@ -54,6 +55,13 @@ class WalkthroughPipeline:
         self._thresholds = ThresholdTable.from_rows([])
         self._roads: dict[int, str] = {}
         self._open = PassStats.empty()  # each vehicle's pass in progress
+        self._fault_params = FaultParams(
+            flatline_s=settings.fault_flatline_s,
+            full_scale=settings.fault_full_scale,
+            max_step=settings.fault_max_step,
+            max_gap_s=settings.pass_max_gap_s,
+        )
+        self._faults = FaultState.empty()  # each vehicle's newest judged values
 
     @property
     def segments(self) -> int:
@@ -77,7 +85,18 @@ class WalkthroughPipeline:
         segment_id, distance = self._index.snap(
             batch.lon, batch.lat, batch.heading_deg, s.snap_tolerance_m
         )
-        new = await insert_walkthrough(conn, batch, segment_id, distance)
+        values = np.stack([batch.pollutant(p) for p in POLLUTANTS], axis=1)
+        faults = sensor_faults(
+            batch.vehicle_id, batch.ts_us, values, self._faults, self._fault_params
+        )
+        new = await insert_walkthrough(
+            conn,
+            batch,
+            segment_id,
+            distance,
+            fault=faults.code,
+            fault_pollutants=faults.pollutants,
+        )
         fresh, fresh_segments = batch.take(new), segment_id[new]
         await upsert_vehicles(
             conn,
@@ -89,10 +108,12 @@ class WalkthroughPipeline:
             fresh.received_us,
         )
         usable, why = quality_mask(fresh, fresh_segments, max_speed_kmh=s.quality_max_speed_kmh)
-        found = fragments(fresh, fresh_segments, usable, max_gap_s=s.pass_max_gap_s)
+        # A faulty channel's values take no part in detection (docs/domain.md §5.7).
+        sound = _without(fresh, faults.channels[new])
+        found = fragments(sound, fresh_segments, usable, max_gap_s=s.pass_max_gap_s)
         closed, still_open = advance(self._open, found, now_us=now_us, max_gap_s=s.pass_max_gap_s)
         exceedances = await self._judge(conn, closed)
-        state = _Advance(fresh, usable, why, still_open)
+        state = _Advance(fresh, usable, why, still_open, faults.state, faults.code[new])
         return Outcome(len(batch), len(new), exceedances, state=state)
 
     async def idle(self, conn: asyncpg.Connection, *, now_us: int) -> Outcome:
@@ -135,12 +156,30 @@ class WalkthroughPipeline:
             return
         self._open = state.still_open
         metrics.OPEN_PASSES.set(len(self._open))
+        if state.faults is not None:
+            self._faults = state.faults
+        if state.fault is not None and len(state.fault):
+            codes, counts = np.unique(
+                state.fault[state.fault != ""].astype(str), return_counts=True
+            )
+            for code, n in zip(codes.tolist(), counts.tolist(), strict=True):
+                metrics.DETECTION_SKIPPED.labels(code).inc(n)
         fresh, usable, why = state.fresh, state.usable, state.why
         if fresh is None or usable is None or why is None or len(fresh) == 0:
             return
         codes, counts = np.unique(why[~usable].astype(str), return_counts=True)
         for code, n in zip(codes.tolist(), counts.tolist(), strict=True):
             metrics.DETECTION_SKIPPED.labels(code).inc(n)
+
+
+def _without(batch: WalkthroughBatch, faulty: npt.NDArray[np.bool_]) -> WalkthroughBatch:
+    """``batch`` with the values of faulty channels (readings × pollutants) made absent."""
+    if not faulty.any():
+        return batch
+    columns = {
+        p: np.where(faulty[:, j], np.nan, batch.pollutant(p)) for j, p in enumerate(POLLUTANTS)
+    }
+    return replace(batch, **columns)
 
 
 def _clean_passes(closed: PassStats, found: Assessment) -> list[CleanPass]:
@@ -171,3 +210,5 @@ class _Advance:
     usable: npt.NDArray[np.bool_] | None
     why: npt.NDArray[np.object_] | None
     still_open: PassStats
+    faults: FaultState | None = None  # the fault state after the batch
+    fault: npt.NDArray[np.object_] | None = None  # each new reading's fault code

@@ -16,16 +16,19 @@ import numpy as np
 import numpy.typing as npt
 from msgspec.structs import astuple
 
+from telemetry import units as _units
 from telemetry.clock import EpochMs, Timestamp, ts_us
 from telemetry.columns import Columns, FloatArray, IntArray
 from telemetry.kinds.contract import KindRows
 
 __all__ = [
+    "DECLARED_UNITS",
     "POLLUTANTS",
     "POLLUTANT_UNITS",
     "WEATHER",
     "WalkthroughBatch",
     "WalkthroughReading",
+    "declared_unit_factors",
     "walkthrough_batch",
 ]
 
@@ -41,6 +44,31 @@ POLLUTANT_UNITS: dict[str, str] = {
 }
 POLLUTANTS: tuple[str, ...] = tuple(POLLUTANT_UNITS)
 WEATHER: tuple[str, ...] = ("temp_c", "rh_pct", "wind_speed_ms", "wind_dir_deg")
+
+#: Units a reading may declare for a pollutant (``units``, any letter case): volume fractions
+#: and mass concentrations.
+DECLARED_UNITS: tuple[str, ...] = ("ppb", "ppm", "ug/m3", "mg/m3")
+_MASS_MG_M3 = {"ug/m3": 1e-3, "mg/m3": 1.0}
+_VOLUME_PPM = {"ppb": 1e-3, "ppm": 1.0}
+
+
+def _factor(pollutant: str, unit: str) -> float:
+    """The factor from ``unit`` to the pollutant's channel unit; NaN when there is none (a
+    volume unit needs the molar mass: never for PM, nor TVOC, which has no single one)."""
+    target = _MASS_MG_M3[POLLUTANT_UNITS[pollutant]]
+    if unit in _MASS_MG_M3:
+        return _MASS_MG_M3[unit] / target
+    molar_mass = _units.MOLAR_MASS_G_MOL.get(pollutant)
+    if molar_mass is None:
+        return float("nan")
+    return _VOLUME_PPM[unit] * molar_mass / _units.MOLAR_VOLUME_298_L / target
+
+
+#: (pollutant, declared unit) → factor to the channel unit, at 298.15 K and 101.325 kPa
+#: (docs/domain.md §4.4); NaN where the unit does not apply to the pollutant.
+UNIT_FACTORS: npt.NDArray[np.float64] = np.array(
+    [[_factor(p, u) for u in DECLARED_UNITS] for p in POLLUTANTS], dtype=np.float64
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +95,7 @@ class WalkthroughBatch(Columns):
     wind_dir_deg: FloatArray
     flag: npt.NDArray[np.str_]  # '<U1'
     extra: npt.NDArray[np.object_]  # dict | None: unknown fields as sent
+    units: npt.NDArray[np.object_]  # dict | None: the units declared, as sent
 
     def pollutant(self, name: str) -> FloatArray:
         if name not in POLLUTANT_UNITS:
@@ -98,16 +127,74 @@ class WalkthroughReading(msgspec.Struct, frozen=True):
     wind_speed_ms: float | None = None
     wind_dir_deg: float | None = None
     flag: Flag = "N"
+    units: dict[str, str] | None = None  # pollutant → one of DECLARED_UNITS
 
 
-_FLOAT_FIELDS = tuple(f for f in WalkthroughReading.__struct_fields__ if f not in ("ts", "flag"))
+_FLOAT_FIELDS = tuple(
+    f for f in WalkthroughReading.__struct_fields__ if f not in ("ts", "flag", "units")
+)
 # The float fields are contiguous in the struct, between ts and flag.
 _FLOATS = slice(1, 1 + len(_FLOAT_FIELDS))
 assert WalkthroughReading.__struct_fields__[_FLOATS] == _FLOAT_FIELDS
 
 
+def declared_unit_factors(
+    units: npt.NDArray[np.object_],
+) -> tuple[FloatArray, npt.NDArray[np.object_]]:
+    """Per reading and pollutant (in :data:`POLLUTANTS` order), the factor from the declared
+    unit to the channel unit (1 where none is declared, NaN where the declaration is refused),
+    and per reading why a declaration is refused (``''`` where none is): an unknown pollutant,
+    an unknown unit, or a volume unit on a pollutant without a molar mass (PM, TVOC).
+
+    ``units`` holds each reading's declared units (a dict) or None.
+    """
+    n = units.shape[0]
+    factors = np.ones((n, len(POLLUTANTS)))
+    problems = np.full(n, "", dtype=object)
+    declared = np.flatnonzero(units.astype(bool))
+    if declared.shape[0] == 0:
+        return factors, problems
+    # The declarations as flat (reading, pollutant, unit) triples, then array lookups.
+    pairs = [(i, k, v) for i in declared.tolist() for k, v in units[i].items()]
+    row = np.array([p[0] for p in pairs], dtype=np.intp)
+    name = np.array([p[1] for p in pairs], dtype=str)
+    unit = np.char.lower(np.array([p[2] for p in pairs], dtype=str))
+    channel = _lookup(name, POLLUTANTS)
+    code = _lookup(unit, DECLARED_UNITS)
+    known = (channel >= 0) & (code >= 0)
+    factor = np.where(known, UNIT_FACTORS[np.maximum(channel, 0), np.maximum(code, 0)], np.nan)
+    factors[row[known], channel[known]] = factor[known]
+    choices = ", ".join(DECLARED_UNITS)
+    why = np.where(
+        channel < 0,
+        np.char.add(np.char.add("units: ", name), " is not a pollutant of this kind"),
+        np.where(
+            code < 0,
+            np.char.add(
+                np.char.add(np.char.add("units.", name), ": unit must be one of "), choices
+            ),
+            np.char.add(np.char.add("units.", name), ": a volume unit needs the molar mass"),
+        ),
+    )
+    bad = np.isnan(factor)
+    problems[row[bad]] = why[bad].astype(object)
+    factors[row[bad & (channel >= 0)], channel[bad & (channel >= 0)]] = np.nan
+    return factors, problems
+
+
+def _lookup(values: npt.NDArray[np.str_], table: tuple[str, ...]) -> npt.NDArray[np.intp]:
+    """Each value's index in ``table``, -1 where it is not there."""
+    order = np.argsort(np.array(table, dtype=str))
+    ordered = np.array(table, dtype=str)[order]
+    pos = np.minimum(np.searchsorted(ordered, values), len(table) - 1)
+    found = ordered[pos] == values
+    return np.where(found, order[pos], -1).astype(np.intp)
+
+
 def walkthrough_batch(rows: KindRows) -> WalkthroughBatch:
-    """Decoded walk-through rows as a column batch (None becomes NaN)."""
+    """Decoded walk-through rows as a column batch (None becomes NaN), pollutants declared in
+    other units converted to the channel units (a refused declaration leaves NaN; the checks
+    dead-letter the reading)."""
     records: Sequence[WalkthroughReading] = rows.records
     # One C-level conversion of all float fields (None becomes NaN), then a column each.
     table = np.array([astuple(r)[_FLOATS] for r in records], dtype=np.float64).reshape(
@@ -116,11 +203,17 @@ def walkthrough_batch(rows: KindRows) -> WalkthroughBatch:
     cols = {name: table[:, i].copy() for i, name in enumerate(_FLOAT_FIELDS)}
     extra = np.empty(len(records), dtype=object)
     extra[:] = rows.extras
+    units = np.empty(len(records), dtype=object)
+    units[:] = [r.units for r in records]
+    factors, _ = declared_unit_factors(units)
+    for j, name in enumerate(POLLUTANTS):
+        cols[name] *= factors[:, j]
     return WalkthroughBatch(
         vehicle_id=np.array(rows.vehicle_id, dtype=object),
         ts_us=np.array([ts_us(r.ts) for r in records], dtype=np.int64),
         received_us=np.array(rows.received_us, dtype=np.int64),
         flag=np.array([r.flag for r in records], dtype="<U1"),
         extra=extra,
+        units=units,
         **cols,
     )

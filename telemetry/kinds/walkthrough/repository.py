@@ -6,6 +6,7 @@ supersedes) and a vehicle's track."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from datetime import datetime
 from typing import Any
 
@@ -25,11 +26,13 @@ from telemetry.store.versions import check_range, superseded_by
 
 __all__ = [
     "create_threshold",
+    "data_quality",
     "insert_walkthrough",
     "list_thresholds",
     "load_segment_roads",
     "load_thresholds",
     "pass_backgrounds",
+    "segment_stats",
     "track_geojson",
 ]
 
@@ -63,6 +66,8 @@ _STAGING_COLUMNS = (
     "segment_id",
     "snap_distance_m",
     "extra",
+    "fault",
+    "fault_pollutants",
 )
 _NULLABLE = frozenset(_FLOAT_COLUMNS) - {"lat", "lon"} | {"snap_distance_m"}
 
@@ -77,10 +82,11 @@ _INSERT = f"""
 WITH inserted AS (
     INSERT INTO walkthrough_readings (
         vehicle_id, ts, received_at, {", ".join(_FLOAT_COLUMNS)},
-        flag, segment_id, snap_distance_m, extra)
+        flag, segment_id, snap_distance_m, extra, fault, fault_pollutants)
     SELECT vehicle_id, {_us("ts_us")}, {_us("received_us")},
            {", ".join(f"NULLIF({c}, 'NaN')" if c in _NULLABLE else c for c in _FLOAT_COLUMNS)},
-           flag, NULLIF(segment_id, -1), NULLIF(snap_distance_m, 'NaN'), extra::jsonb
+           flag, NULLIF(segment_id, -1), NULLIF(snap_distance_m, 'NaN'), extra::jsonb,
+           NULLIF(fault, ''), string_to_array(NULLIF(fault_pollutants, ''), ',')
     FROM {_STAGING}
     ORDER BY vehicle_id, ts_us
     ON CONFLICT (vehicle_id, ts) DO NOTHING
@@ -101,7 +107,9 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
     flag char(1) NOT NULL,
     segment_id bigint NOT NULL,
     snap_distance_m double precision,
-    extra text
+    extra text,
+    fault text NOT NULL,
+    fault_pollutants text NOT NULL
 ) ON COMMIT DELETE ROWS
 """
 _STAGED = Staging(_STAGING, _STAGING_COLUMNS, _CREATE_STAGING, _INSERT)
@@ -112,14 +120,21 @@ async def insert_walkthrough(
     batch: WalkthroughBatch,
     segment_id: IntArray,
     snap_distance_m: FloatArray,
+    *,
+    fault: npt.NDArray[np.object_] | None = None,
+    fault_pollutants: npt.NDArray[np.object_] | None = None,
 ) -> npt.NDArray[np.intp]:
     """Insert the batch; return the positions (into ``batch``) of rows that were new.
 
-    Must run inside the caller's transaction. A reading whose (vehicle_id, ts) is already
-    stored is skipped, so a redelivered message changes nothing.
+    ``fault`` and ``fault_pollutants`` (comma-separated) are each reading's sensor fault
+    (``''``: none). Must run inside the caller's transaction. A reading whose (vehicle_id, ts)
+    is already stored is skipped, so a redelivered message changes nothing.
     """
     if len(batch) == 0:
         return np.empty(0, dtype=np.intp)
+    none = np.full(len(batch), "", dtype=object)
+    fault = none if fault is None else fault
+    fault_pollutants = none if fault_pollutants is None else fault_pollutants
     keep = first_of_each_key(batch.vehicle_id, batch.ts_us)
     values = [
         keep.tolist(),
@@ -131,19 +146,28 @@ async def insert_walkthrough(
         segment_id[keep].tolist(),
         snap_distance_m[keep].tolist(),
         [json_text(e) for e in batch.extra[keep].tolist()],
+        fault[keep].tolist(),
+        fault_pollutants[keep].tolist(),
     ]
     return await _STAGED.insert_new(conn, values)
 
 
 # --- backgrounds and roads -----------------------------------------------------------------
 
+
+def _sound(p: str) -> str:
+    """Column ``p`` of reading ``r``, absent where a sensor fault concerns it (§5.7)."""
+    return f"CASE WHEN '{p}' = ANY(r.fault_pollutants) THEN NULL ELSE r.{p} END"
+
+
 # Each pass's background: the low percentile of its own vehicle's valid readings (flag 'N')
 # measured in the window that ends with the pass (docs/domain.md §5.2). Read from the stored
 # readings, so every worker computes the same value, a gap only shrinks the sample (NULL below
 # the minimum) and a late upload is judged against the air of its own time.
+# A value a sensor fault concerns counts as absent.
 _PERCENTILES = ", ".join(
-    f"CASE WHEN count(r.{p}) >= $5 THEN percentile_cont($4) WITHIN GROUP (ORDER BY r.{p}) END"
-    f" AS {p}"
+    f"CASE WHEN count({_sound(p)}) >= $5"
+    f" THEN percentile_cont($4) WITHIN GROUP (ORDER BY {_sound(p)}) END AS {p}"
     for p in POLLUTANTS
 )
 _BACKGROUND = f"""
@@ -456,3 +480,138 @@ async def track_geojson(
         raise NotFoundError(f"vehicle {vehicle_id!r} does not exist")
     body: str = row["body"]
     return body
+
+
+# --- segment statistics (the street map) ----------------------------------------------------
+
+# Passes as the tracker defines them (detection/tracker.py, detection/passes.py): a vehicle's
+# valid (flag 'N'), snapped readings in time order, split where the segment changes or two
+# neighbours are more than the gap apart; a value a sensor fault concerns (fault_pollutants)
+# is ignored like an absent one. Passes are found over every such reading of the
+# vehicles that drove a selected segment in the window, so that a vehicle leaving the box and
+# coming back makes two passes; then each pass's mean of the pollutant (its readings without a
+# value ignored; a pass without any value dropped), and per segment the median of those means,
+# the passes and the distinct drive days (China Standard Time calendar day of a pass's first
+# reading).
+_SEGMENT_STATS = """
+WITH seg AS (
+    SELECT id, source, road_ref, seq, name, highway, length_m, coords
+    FROM road_segments
+    WHERE id > $5
+      AND ($6::float8 IS NULL OR (max_lon >= $6 AND min_lon <= $8
+                                  AND max_lat >= $7 AND min_lat <= $9))
+),
+drivers AS (
+    SELECT DISTINCT w.vehicle_id
+    FROM walkthrough_readings w JOIN seg ON seg.id = w.segment_id
+    WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N'
+),
+r AS (
+    SELECT w.vehicle_id, w.ts, w.segment_id,
+           CASE WHEN '{p}' = ANY(w.fault_pollutants) THEN NULL ELSE w.{p}::float8 END AS v
+    FROM walkthrough_readings w JOIN drivers d ON d.vehicle_id = w.vehicle_id
+    WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N' AND w.segment_id IS NOT NULL
+),
+marked AS (
+    SELECT vehicle_id, ts, segment_id, v,
+           CASE WHEN lag(segment_id) OVER w IS DISTINCT FROM segment_id
+                  OR ts - lag(ts) OVER w > $4 * INTERVAL '1 second'
+                THEN 1 ELSE 0 END AS starts
+    FROM r
+    WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)
+),
+numbered AS (
+    SELECT vehicle_id, ts, segment_id, v,
+           sum(starts) OVER (PARTITION BY vehicle_id ORDER BY ts) AS pass_no
+    FROM marked
+),
+passes AS (
+    SELECT min(segment_id) AS segment_id, avg(v) AS mean, min(ts) AS first_ts
+    FROM numbered
+    WHERE segment_id IN (SELECT id FROM seg)
+    GROUP BY vehicle_id, pass_no
+    HAVING count(v) > 0
+),
+stats AS (
+    SELECT segment_id,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY mean) AS median,
+           count(*) AS passes,
+           count(DISTINCT ((first_ts AT TIME ZONE 'UTC') + INTERVAL '8 hours')::date)
+               AS drive_days
+    FROM passes
+    GROUP BY segment_id
+)
+SELECT seg.id, seg.source, seg.road_ref, seg.seq, seg.name, seg.highway, seg.length_m,
+       seg.coords, stats.median, stats.passes, stats.drive_days
+FROM stats JOIN seg ON seg.id = stats.segment_id
+ORDER BY seg.id
+LIMIT $1
+"""
+
+
+async def segment_stats(
+    pool: asyncpg.Pool,
+    pollutant: str,
+    *,
+    since: datetime,
+    until: datetime,
+    max_gap_s: float,
+    bbox: tuple[float, float, float, float] | None,
+    after_id: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Per road segment with at least one pass of ``pollutant`` in ``[since, until)``: the
+    median across drive passes of each pass's mean (``median``), the number of passes and of
+    distinct drive days (CST), segments in id order after ``after_id``, at most ``limit``.
+
+    ``bbox`` is ``(min_lon, min_lat, max_lon, max_lat)``: segments whose bounding box meets it.
+    Each row has the segment's fields and ``geometry`` (a GeoJSON LineString).
+    """
+    if pollutant not in POLLUTANTS:
+        raise ValidationError(f"unknown pollutant {pollutant!r}")
+    box: tuple[float | None, ...] = bbox if bbox is not None else (None, None, None, None)
+    rows = await pool.fetch(
+        _SEGMENT_STATS.format(p=pollutant), limit, since, until, max_gap_s, after_id, *box
+    )
+    result = []
+    for row in rows:
+        item = dict(row)
+        coords = item.pop("coords")
+        coords = json.loads(coords) if isinstance(coords, str) else coords
+        item["geometry"] = {"type": "LineString", "coordinates": coords}
+        result.append(item)
+    return result
+
+
+# --- data quality -----------------------------------------------------------------------------
+
+_DATA_QUALITY = """
+SELECT vehicle_id,
+       ((ts AT TIME ZONE 'UTC') + INTERVAL '8 hours')::date AS day,
+       count(*) AS readings,
+       count(*) FILTER (WHERE flag <> 'N') AS flagged,
+       count(*) FILTER (WHERE fault IS NOT NULL) AS faulty,
+       count(*) FILTER (WHERE fault = 'flatline') AS flatline,
+       count(*) FILTER (WHERE fault = 'range_limit') AS range_limit,
+       count(*) FILTER (WHERE fault = 'step') AS step
+FROM walkthrough_readings
+WHERE ts >= $1 AND ts < $2 AND ($3::text IS NULL OR vehicle_id = $3)
+GROUP BY 1, 2
+ORDER BY day DESC, vehicle_id
+LIMIT $4
+"""
+
+
+async def data_quality(
+    pool: asyncpg.Pool,
+    *,
+    since: datetime,
+    until: datetime,
+    vehicle_id: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Per vehicle and China Standard Time day with readings in ``[since, until)``: the stored
+    readings, those flagged other than ``N``, those with a sensor fault, and the count of each
+    fault; newest day first, at most ``limit`` rows."""
+    rows = await pool.fetch(_DATA_QUALITY, since, until, vehicle_id, limit)
+    return [dict(r) for r in rows]
