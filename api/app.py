@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 import telemetry
 from api.deps import Resources
 from api.errors import install_error_handlers
-from api.routers import api_v1, auth, health
+from api.routers import api_v1, auth, events, health
 from telemetry.db import create_pool
 from telemetry.kinds.registry import KINDS
 from telemetry.settings import Settings
@@ -70,6 +70,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_v1, responses=COMMON_ERRORS, dependencies=SECURED)
     app.include_router(auth.router)
+    # Checks its own token: a header, or ?access_token= for a browser's EventSource.
+    app.include_router(events.router, prefix="/api/v1", responses=COMMON_ERRORS)
     app.include_router(health.router)
     for spec in KINDS:
         app.include_router(spec.router, responses=COMMON_ERRORS, dependencies=SECURED)

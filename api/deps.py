@@ -39,6 +39,7 @@ class Resources:
     ingest_error: str | None = None
     connector: asyncio.Task[None] | None = None  # retries the database while it is unreachable
     on_ingest_failure: Callable[[str], None] | None = None
+    stopping: Callable[[], bool] | None = None  # true once the server shuts down (streams end)
 
 
 def get_resources(request: Request) -> Resources:

@@ -59,6 +59,7 @@ __all__ = [
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 AlertConfidence = Literal["suspected", "confirmed"]
 AlertResolution = Literal["verified", "officer", "quiet"]
+AlertSeverity = Literal["info", "warning", "critical"]
 
 
 # --- query models --------------------------------------------------------------------------
@@ -81,6 +82,11 @@ class AlertQuery(TimeWindow):
         None, description="true: unresolved alerts nobody has re-measured for a while"
     )
     resolution: AlertResolution | None = Field(None, description="how a resolved alert was closed")
+    rule: Name | None = Field(None, description="the alert's rule, or any rule in its rules")
+    severity: list[AlertSeverity] = Field(default_factory=list)
+    order: Literal["newest", "severity"] = Field(
+        "newest", description="newest first, or most severe first (then newest)"
+    )
     limit: int = Field(50, ge=1, le=500)
     cursor: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = Field(
         None, description="the previous page's next_cursor"
@@ -166,6 +172,10 @@ class Alert(BaseModel):
     resolved_by: str | None
     resolved_at: datetime | None
     resolve_note: str | None
+    street: str | None = Field(None, description="the imported road name; null when unnamed")
+    point: dict[str, float] | None = Field(
+        None, description="{lon, lat}: the middle of the alert's segment; null without one"
+    )
 
 
 class AlertPage(BaseModel):

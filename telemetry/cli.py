@@ -67,6 +67,7 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         server.should_exit = True
 
     app.state.resources.on_ingest_failure = stop_serving
+    app.state.resources.stopping = lambda: server.should_exit
     server.run()
     if failed:
         log.error("stopped: ingest worker failed: %s", failed[0])

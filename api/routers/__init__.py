@@ -10,16 +10,28 @@ from api.routers import (
     auth,
     data_quality,
     dead_letters,
+    events,
     health,
+    hot_segments,
     segments,
     users,
     vehicles,
 )
 
-__all__ = ["api_v1", "auth", "health"]
+__all__ = ["api_v1", "auth", "events", "health"]
 
 #: Every resource under ``/api/v1`` that needs a token; ``auth`` (logging in) is included on
-#: its own, and ``health`` (``/healthz``, ``/metrics``) stays at the root.
+#: its own, ``events`` (which also takes the token as a query parameter) under the same prefix,
+#: and ``health`` (``/healthz``, ``/metrics``) stays at the root.
 api_v1 = APIRouter(prefix="/api/v1")
-for _module in (alerts, vehicles, segments, dead_letters, data_quality, users, audit):
+for _module in (
+    alerts,
+    vehicles,
+    hot_segments,
+    segments,
+    dead_letters,
+    data_quality,
+    users,
+    audit,
+):
     api_v1.include_router(_module.router)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.schemas import Alert, AlertAction, AlertPage, AlertQuery
 from telemetry.alerts import repository as store
+from telemetry.errors import ValidationError
 from telemetry.web import (
     BigintId,
     OfficerDep,
@@ -25,8 +26,12 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 @router.get("", response_model=AlertPage)
 async def list_alerts(pool: PoolDep, query: Annotated[AlertQuery, Query()]) -> AlertPage:
-    """Alerts newest first, filtered; follow ``next_cursor`` for older ones."""
-    before_id = _decode_cursor(query.cursor) if query.cursor is not None else None
+    """Alerts newest first (or most severe first with ``order=severity``), filtered; follow
+    ``next_cursor`` for the next page. Each alert names its street and a point to map it."""
+    by_severity = query.order == "severity"
+    before_rank, before_id = (
+        _decode_cursor(query.cursor, by_severity) if query.cursor is not None else (None, None)
+    )
     rows = await store.list_alerts(
         pool,
         statuses=query.status,
@@ -41,9 +46,20 @@ async def list_alerts(pool: PoolDep, query: Annotated[AlertQuery, Query()]) -> A
         confidence=query.confidence,
         stale=query.stale,
         resolution=query.resolution,
+        rule=query.rule,
+        severities=query.severity,
+        by_severity=by_severity,
+        before_rank=before_rank,
     )
     items = [Alert.model_validate(r) for r in rows[: query.limit]]
-    next_cursor = encode_cursor("alerts", str(items[-1].id)) if len(rows) > query.limit else None
+    next_cursor = None
+    if len(rows) > query.limit:
+        last = items[-1]
+        next_cursor = (
+            encode_cursor("alerts-severity", str(store.severity_rank(last.severity)), str(last.id))
+            if by_severity
+            else encode_cursor("alerts", str(last.id))
+        )
     return AlertPage(items=items, next_cursor=next_cursor)
 
 
@@ -80,6 +96,11 @@ async def resolve_alert(
     return Alert.model_validate(row)
 
 
-def _decode_cursor(cursor: str) -> int:
-    [value] = decode_cursor("alerts", cursor, 1)
-    return cursor_id(cursor, value)
+def _decode_cursor(cursor: str, by_severity: bool) -> tuple[int | None, int]:
+    if not by_severity:
+        [value] = decode_cursor("alerts", cursor, 1)
+        return None, cursor_id(cursor, value)
+    rank, value = decode_cursor("alerts-severity", cursor, 2)
+    if rank not in {"0", "1", "2", "3"}:
+        raise ValidationError(f"invalid cursor {cursor!r}")
+    return int(rank), cursor_id(cursor, value)

@@ -19,7 +19,16 @@ from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.store import audit
 from telemetry.store.audit import Actor
 
-__all__ = ["ALERT_STATUSES", "acknowledge_alert", "get_alert", "list_alerts", "resolve_alert"]
+__all__ = [
+    "ALERT_STATUSES",
+    "acknowledge_alert",
+    "get_alert",
+    "last_alert_event_id",
+    "list_alert_events",
+    "list_alerts",
+    "resolve_alert",
+    "severity_rank",
+]
 
 ALERT_STATUSES: tuple[str, ...] = ("open", "acknowledged", "resolved")
 
@@ -28,8 +37,23 @@ _COLUMNS = """
     limit_value, unit, averaging, source, first_seen, last_seen, occurrences, last_value,
     peak_value, peak_multiple, vehicles, details, created_at, updated_at,
     acknowledged_by, acknowledged_at, ack_note, resolved_by, resolved_at, resolve_note,
-    peak_ratio, rules, segments, confidence, confirmed_at, stale_since, resolution, verification
+    peak_ratio, rules, segments, confidence, confirmed_at, stale_since, resolution, verification,
+    (SELECT r.name FROM road_segments AS r
+     WHERE r.name IS NOT NULL
+       AND (r.id = alerts.segment_id OR r.id = ANY(alerts.segments))
+     ORDER BY r.id = alerts.segment_id DESC, array_position(alerts.segments, r.id)
+     LIMIT 1) AS street,
+    (SELECT jsonb_build_object(
+         'lon', ((r.coords -> ((jsonb_array_length(r.coords) - 1) / 2) ->> 0)::float8
+                 + (r.coords -> (jsonb_array_length(r.coords) / 2) ->> 0)::float8) / 2,
+         'lat', ((r.coords -> ((jsonb_array_length(r.coords) - 1) / 2) ->> 1)::float8
+                 + (r.coords -> (jsonb_array_length(r.coords) / 2) ->> 1)::float8) / 2)
+     FROM road_segments AS r
+     WHERE r.id = coalesce(alerts.segment_id, alerts.segments[1])) AS point
 """
+
+#: The rank of a severity, least severe first (unknown severities rank 0).
+_RANK = "coalesce(array_position(ARRAY['info', 'warning', 'critical'], severity), 0)"
 
 # Every filter is optional: a NULL parameter switches its condition off.
 _LIST = f"""
@@ -42,11 +66,15 @@ _LIST = f"""
       AND ($5::bigint IS NULL OR segment_id = $5 OR segments @> ARRAY[$5::bigint])
       AND ($6::timestamptz IS NULL OR last_seen >= $6)
       AND ($7::timestamptz IS NULL OR first_seen < $7)
-      AND ($8::bigint IS NULL OR id < $8)
       AND ($10::text IS NULL OR confidence = $10)
       AND ($11::boolean IS NULL OR (stale_since IS NOT NULL) = $11)
       AND ($12::text IS NULL OR resolution = $12)
-    ORDER BY id DESC
+      AND ($13::text IS NULL OR rule = $13 OR rules @> ARRAY[$13::text])
+      AND ($14::text[] IS NULL OR severity = ANY($14::text[]))
+      AND (NOT $15::boolean OR $16::integer IS NULL
+           OR {_RANK} < $16 OR ({_RANK} = $16 AND id < $8))
+      AND ($15::boolean OR $8::bigint IS NULL OR id < $8)
+    ORDER BY CASE WHEN $15 THEN {_RANK} ELSE 0 END DESC, id DESC
     LIMIT $9
 """
 
@@ -66,8 +94,18 @@ async def list_alerts(
     confidence: str | None = None,
     stale: bool | None = None,
     resolution: str | None = None,
+    rule: str | None = None,
+    severities: Sequence[str] | None = None,
+    by_severity: bool = False,
+    before_rank: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Alerts newest first (by id), at most ``limit`` of them.
+    """Alerts newest first (by id), at most ``limit`` of them; with ``by_severity`` most
+    severe first (then newest), continuing after (``before_rank``, ``before_id``).
+
+    Each row carries ``street`` (the imported road name of the alert's segment, else of the
+    first named segment of its stretch; None when unnamed) and ``point`` (``{lon, lat}``, the
+    middle of the alert's segment geometry; None without a known segment). ``rule`` matches
+    the alert's rule or any rule in its ``rules``.
 
     ``segment_id`` matches an alert whose stretch contains that segment; ``confidence``
     (``'suspected'`` / ``'confirmed'``), ``stale`` and ``resolution`` (``'verified'``,
@@ -91,8 +129,18 @@ async def list_alerts(
         confidence,
         stale,
         resolution,
+        rule,
+        list(severities) if severities else None,
+        by_severity,
+        before_rank,
     )
     return [dict(r) for r in rows]
+
+
+def severity_rank(severity: str) -> int:
+    """The rank ``by_severity`` orders on: 1 info, 2 warning, 3 critical, 0 anything else."""
+    ranks = ("info", "warning", "critical")
+    return ranks.index(severity) + 1 if severity in ranks else 0
 
 
 async def get_alert(pool: asyncpg.Pool, alert_id: int) -> dict[str, Any]:
@@ -183,3 +231,29 @@ async def _transition(
             after={k: row[k] for k in _AUDITED},
         )
         return dict(row)
+
+
+_EVENTS = """
+    SELECT id, alert_id, type, at, kind, pollutant, rule, severity, status, segment_id
+    FROM alert_events
+    WHERE id > $1
+    ORDER BY id
+    LIMIT $2
+"""
+
+
+async def list_alert_events(
+    pool: asyncpg.Pool, *, after_id: int = 0, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Alert state transitions (``opened``, ``escalated``, ``acknowledged``, ``confirmed``,
+    ``stale``, ``resolved``) with ids above ``after_id``, oldest first.
+
+    The ``alert_events`` triggers (migration 0013) write them in the transition's transaction
+    and make them visible in id order, so reading on from the last id seen misses none."""
+    rows = await pool.fetch(_EVENTS, after_id, limit)
+    return [dict(r) for r in rows]
+
+
+async def last_alert_event_id(pool: asyncpg.Pool) -> int:
+    """The id of the latest alert event, 0 when there is none."""
+    return int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM alert_events"))

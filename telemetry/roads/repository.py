@@ -12,7 +12,14 @@ import asyncpg
 from telemetry.errors import RoadNetworkError
 from telemetry.roads.model import Segment
 
-__all__ = ["count_segments", "fetch_segment", "load_segment_geometries", "upsert_segments"]
+__all__ = [
+    "HOT_POLLUTANTS",
+    "count_segments",
+    "fetch_segment",
+    "list_hot_segments",
+    "load_segment_geometries",
+    "upsert_segments",
+]
 
 _UPSERT = """
 INSERT INTO road_segments
@@ -123,3 +130,55 @@ async def count_segments(pool: asyncpg.Pool) -> int:
     """How many road segments are stored."""
     count = await pool.fetchval("SELECT count(*) FROM road_segments")
     return int(count)
+
+
+#: The walk-through reading columns :func:`list_hot_segments` can rank segments by.
+HOT_POLLUTANTS: tuple[str, ...] = ("pm25", "pm10", "no2", "o3", "so2", "co", "tvoc")
+
+_HOT = """
+SELECT s.id, s.name, s.road_ref, s.highway, s.length_m, s.coords,
+       coalesce(st.readings, 0) AS readings, st.mean, st.max
+FROM road_segments AS s
+LEFT JOIN LATERAL (
+    SELECT count(*) AS readings, avg(r.{col}) AS mean, max(r.{col}) AS max
+    FROM walkthrough_readings AS r
+    WHERE r.segment_id = s.id AND r.ts >= $5 AND r.flag = 'N' AND r.{col} IS NOT NULL
+) AS st ON true
+WHERE ($1::float8 IS NULL
+       OR (s.max_lon >= $1 AND s.min_lon <= $3 AND s.max_lat >= $2 AND s.min_lat <= $4))
+  AND coalesce(st.readings, 0) >= $6
+ORDER BY st.mean DESC NULLS LAST, s.id
+LIMIT $7 OFFSET $8
+"""
+
+
+async def list_hot_segments(
+    pool: asyncpg.Pool,
+    *,
+    pollutant: str,
+    since: datetime,
+    bbox: tuple[float, float, float, float] | None = None,
+    min_readings: int = 0,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Segments (intersecting ``bbox`` = min lon, min lat, max lon, max lat, when given) with
+    the count, mean and max of their valid (flag ``N``) walk-through readings of ``pollutant``
+    measured since ``since``; highest mean first (segments without readings last), then by id.
+    """
+    if pollutant not in HOT_POLLUTANTS:
+        raise ValueError(f"unknown pollutant {pollutant!r}")
+    rows = await pool.fetch(
+        _HOT.format(col=pollutant),
+        *(bbox if bbox is not None else (None, None, None, None)),
+        since,
+        min_readings,
+        limit,
+        offset,
+    )
+    segments = []
+    for row in rows:
+        segment = dict(row)
+        segment["geometry"] = {"type": "LineString", "coordinates": _coords(segment.pop("coords"))}
+        segments.append(segment)
+    return segments
