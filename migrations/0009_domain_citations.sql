@@ -5,40 +5,40 @@
 -- Idempotent: a second run matches no row. Portable PostgreSQL, with or without TimescaleDB.
 
 -- Seeded reference tables (every text column a seed or an operator may have given a citation).
-UPDATE thresholds SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
-UPDATE thresholds SET note = replace(note, 'DOMAIN.md', 'docs/domain.md')
-    WHERE note LIKE '%DOMAIN.md%';
+UPDATE thresholds SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';
+UPDATE thresholds SET note = regexp_replace(note, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE note ~ 'DOMAIN\.md';
 
-UPDATE plate_colors SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
+UPDATE plate_colors SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';
 
-UPDATE rs_limits SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
-UPDATE rs_limits SET note = replace(note, 'DOMAIN.md', 'docs/domain.md')
-    WHERE note LIKE '%DOMAIN.md%';
+UPDATE rs_limits SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';
+UPDATE rs_limits SET note = regexp_replace(note, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE note ~ 'DOMAIN\.md';
 
-UPDATE rs_gates SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
-UPDATE rs_gates SET note = replace(note, 'DOMAIN.md', 'docs/domain.md')
-    WHERE note LIKE '%DOMAIN.md%';
+UPDATE rs_gates SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';
+UPDATE rs_gates SET note = regexp_replace(note, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE note ~ 'DOMAIN\.md';
 
-UPDATE rs_rule_params SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
+UPDATE rs_rule_params SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';
 
-UPDATE substances SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
-UPDATE substances SET note = replace(note, 'DOMAIN.md', 'docs/domain.md')
-    WHERE note LIKE '%DOMAIN.md%';
+UPDATE substances SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';
+UPDATE substances SET note = regexp_replace(note, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE note ~ 'DOMAIN\.md';
 
-UPDATE emergency_tiers SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
-UPDATE emergency_tiers SET note = replace(note, 'DOMAIN.md', 'docs/domain.md')
-    WHERE note LIKE '%DOMAIN.md%';
+UPDATE emergency_tiers SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';
+UPDATE emergency_tiers SET note = regexp_replace(note, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE note ~ 'DOMAIN\.md';
 
 -- Texts copied from those tables (and from the high-emitter rule's description) into results
 -- the API also returns: high-emitter plates and alerts.
-UPDATE rs_high_emitters SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
-UPDATE alerts SET source = replace(source, 'DOMAIN.md', 'docs/domain.md')
-    WHERE source LIKE '%DOMAIN.md%';
+UPDATE rs_high_emitters SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';
+UPDATE alerts SET source = regexp_replace(source, 'DOMAIN\.md', 'docs/domain.md', 'g')
+    WHERE source ~ 'DOMAIN\.md';

@@ -19,9 +19,10 @@ MIGRATION = ROOT / "migrations" / "0009_domain_citations.sql"
 OLD_NAME = "DOMAIN" + ".md"
 NEW_NAME = "docs/domain.md"
 
-# Allowed to name the old reference: CI machinery, and the migration that rewrites it.
+# Allowed to name the old reference: CI machinery (the migration that rewrites it matches the
+# name with a regular expression, so it does not spell it).
 _EXEMPT_DIRS = (".ci/",)
-_EXEMPT_FILES = {"migrations/0009_domain_citations.sql"}
+_EXEMPT_FILES: set[str] = set()
 _SKIP_WALK = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache"}
 
 # "docs/domain.md §3.1/§3.4", "docs/domain.md §4.3", "docs/domain.md (§3.2)", ...
