@@ -21,8 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 
-__all__ = ["CleanPass", "fold_passes", "verify_alerts"]
+from telemetry.columns import Columns, FloatArray, IntArray, ObjectArray
+
+__all__ = ["CleanPass", "CleanPasses", "fold_passes", "verify_alerts"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -38,6 +42,37 @@ class CleanPass:
     last_us: int
     mean: float
     readings: int
+
+
+@dataclass(frozen=True, slots=True)
+class CleanPasses(Columns):
+    """Clean passes as columns, one row per (pass, pollutant): a batch closes thousands of
+    passes, and only the few that cross an open alert's stretch become :class:`CleanPass`."""
+
+    vehicle_id: ObjectArray
+    segment_id: IntArray
+    pollutant: ObjectArray
+    first_us: IntArray
+    last_us: IntArray
+    mean: FloatArray
+    readings: IntArray
+
+    def records(self, mask: npt.NDArray[np.bool_]) -> list[CleanPass]:
+        """The rows under ``mask`` as records."""
+        rows = self.take(mask)
+        return [
+            CleanPass(str(v), int(seg), str(p), int(a), int(b), float(m), int(n))
+            for v, seg, p, a, b, m, n in zip(
+                rows.vehicle_id.tolist(),
+                rows.segment_id.tolist(),
+                rows.pollutant.tolist(),
+                rows.first_us.tolist(),
+                rows.last_us.tolist(),
+                rows.mean.tolist(),
+                rows.readings.tolist(),
+                strict=True,
+            )
+        ]
 
 
 def _iso(us: int) -> str:
@@ -135,7 +170,7 @@ def _us(value: dt.datetime) -> int:
 async def verify_alerts(
     conn: asyncpg.Connection,
     kind: str,
-    passes: Sequence[CleanPass],
+    passes: CleanPasses,
     *,
     required: int,
     drive_gap_s: float,
@@ -145,7 +180,7 @@ async def verify_alerts(
 
     Rows another transaction holds are skipped (``SKIP LOCKED``), so verification never waits
     on, or deadlocks with, a concurrent batch; such a pass is not counted for that alert."""
-    if not passes:
+    if len(passes) == 0:
         return 0
     # A savepoint inside the batch's transaction; its own transaction when called outside one
     # (the idle tick), so that the rows stay locked from the read to the update.
@@ -156,22 +191,24 @@ async def verify_alerts(
 async def _verify(
     conn: asyncpg.Connection,
     kind: str,
-    passes: Sequence[CleanPass],
+    passes: CleanPasses,
     *,
     required: int,
     drive_gap_s: float,
 ) -> int:
-    segments = sorted({p.segment_id for p in passes})
+    segments = np.unique(passes.segment_id).tolist()
     alerts = await conn.fetch(_CANDIDATES, kind, segments)
     ids: list[int] = []
     texts: list[str] = []
     resolves: list[bool] = []
     notes: list[str | None] = []
     for alert in alerts:
-        stretch = set(alert["segments"])
-        mine = [p for p in passes if p.pollutant == alert["pollutant"] and p.segment_id in stretch]
-        if not mine:
+        crossing = (passes.pollutant == alert["pollutant"]) & np.isin(
+            passes.segment_id, np.asarray(alert["segments"], dtype=np.int64)
+        )
+        if not crossing.any():
             continue
+        mine = passes.records(crossing)
         before = alert["verification"]
         if isinstance(before, str):  # a connection without the JSON codec
             before = json.loads(before)

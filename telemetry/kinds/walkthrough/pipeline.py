@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from telemetry import metrics
 from telemetry.alerts.exceedance import Exceedance
-from telemetry.alerts.verification import CleanPass, verify_alerts
+from telemetry.alerts.verification import CleanPasses, verify_alerts
 from telemetry.kinds.checks import Limits
 from telemetry.kinds.contract import CheckResult, Kind, KindRows, Outcome
 from telemetry.kinds.walkthrough.checks import check_walkthrough
@@ -182,24 +182,20 @@ def _without(batch: WalkthroughBatch, faulty: npt.NDArray[np.bool_]) -> Walkthro
     return replace(batch, **columns)
 
 
-def _clean_passes(closed: PassStats, found: Assessment) -> list[CleanPass]:
-    """The (pass, pollutant) pairs that came back clean, as records for verification."""
+def _clean_passes(closed: PassStats, found: Assessment) -> CleanPasses:
+    """The (pass, pollutant) pairs that came back clean, as columns for verification."""
     rows, cols = np.nonzero(found.clean)
-    if rows.shape[0] == 0:
-        return []
-    means = closed.mean()
-    return [
-        CleanPass(
-            vehicle_id=str(closed.vehicle_id[i]),
-            segment_id=int(closed.segment_id[i]),
-            pollutant=POLLUTANTS[j],
-            first_us=int(closed.first_us[i]),
-            last_us=int(closed.last_us[i]),
-            mean=float(means[i, j]),
-            readings=int(closed.n[i, j]),
-        )
-        for i, j in zip(rows.tolist(), cols.tolist(), strict=True)
-    ]
+    pollutants = np.empty(len(POLLUTANTS), dtype=object)
+    pollutants[:] = POLLUTANTS
+    return CleanPasses(
+        vehicle_id=closed.vehicle_id[rows].astype(object),
+        segment_id=closed.segment_id[rows],
+        pollutant=pollutants[cols],
+        first_us=closed.first_us[rows],
+        last_us=closed.last_us[rows],
+        mean=closed.mean()[rows, cols],
+        readings=closed.n[rows, cols].astype(np.int64),
+    )
 
 
 @dataclass(frozen=True, slots=True)
