@@ -39,6 +39,7 @@ from telemetry.hj212.packet import (
 from telemetry.hj212.station import Station, position_of
 from telemetry.kinds.contract import Kind, Message, TopicError, parse_topic
 from telemetry.kinds.walkthrough.record import WalkthroughReading
+from telemetry.store import hj212 as hj212_store
 
 __all__ = ["TCP_TOPIC", "Hj212Intake", "Hj212Result", "TcpToken"]
 
@@ -123,42 +124,24 @@ class Hj212Intake:
     async def store(self, conn: asyncpg.Connection) -> None:
         """Inside the batch's transaction: interval data (idempotent) and deviation counts."""
         batch = self._batch
-        if batch.intervals:
-            await conn.executemany(
-                """
-                INSERT INTO hj212_interval_data (vehicle_id, mn, cn, begin_time, factor,
-                    min_value, avg_value, max_value, cou_value, flag, unit, received_at)
-                VALUES ($1, $2, $3, TIMESTAMPTZ 'epoch' + $4::bigint * INTERVAL '1 microsecond',
-                    $5, $6, $7, $8, $9, $10, $11,
-                    TIMESTAMPTZ 'epoch' + $12::bigint * INTERVAL '1 microsecond')
-                ON CONFLICT DO NOTHING
-                """,
-                [
-                    (
-                        r.vehicle_id,
-                        r.mn,
-                        r.cn,
-                        r.begin_us,
-                        r.factor,
-                        *r.values,
-                        r.flag,
-                        r.unit,
-                        r.received_us,
-                    )
-                    for r in batch.intervals
-                ],
-            )
-        if batch.deviations:
-            await conn.executemany(
-                """
-                INSERT INTO hj212_deviations (mn, deviation, vehicle_id, packets)
-                VALUES ($1, $2, $3, $4)
-                ON CONFLICT (mn, deviation) DO UPDATE
-                SET packets = hj212_deviations.packets + EXCLUDED.packets,
-                    vehicle_id = EXCLUDED.vehicle_id, last_seen = now()
-                """,
-                [(mn, d, v, n) for (mn, d, v), n in batch.deviations.items()],
-            )
+        await hj212_store.insert_intervals(
+            conn,
+            [
+                (
+                    r.vehicle_id,
+                    r.mn,
+                    r.cn,
+                    r.begin_us,
+                    r.factor,
+                    *r.values,
+                    r.flag,
+                    r.unit,
+                    r.received_us,
+                )
+                for r in batch.intervals
+            ],
+        )
+        await hj212_store.count_deviations(conn, batch.deviations)
 
     def acknowledge(self, tokens: Sequence[Any]) -> None:
         """After the commit: send the replies of the TCP messages among ``tokens``."""

@@ -16,6 +16,7 @@ import numpy as np
 from telemetry.kinds.emergency import repository
 from telemetry.kinds.emergency.checks import check_tier
 from telemetry.kinds.emergency.detection import Assessment, TierTable, assess, assign_incidents
+from telemetry.kinds.emergency.record import SubstanceTable
 from telemetry.store import audit
 from telemetry.store.audit import Actor
 
@@ -97,12 +98,8 @@ async def tier_table(
 ) -> tuple[list[dict[str, Any]], TierTable]:
     """Every tier row, and the table built from them with the substances' molar masses."""
     rows = await repository.list_tiers(conn)
-    molar_mass = {
-        s["name"]: s["molar_mass_g_mol"]
-        for s in await repository.list_substances(conn)
-        if s["molar_mass_g_mol"] is not None
-    }
-    return rows, TierTable.from_rows(rows, molar_mass)
+    substances = SubstanceTable.from_rows(await repository.list_substances(conn))
+    return rows, TierTable.from_rows(rows, substances.molar_mass)
 
 
 async def add_tier(pool: asyncpg.Pool, *, by: Actor, **fields: Any) -> dict[str, Any]:
