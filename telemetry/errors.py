@@ -13,7 +13,6 @@ __all__ = [
     "TelemetryError",
     "UnauthorizedError",
     "UnavailableError",
-    "UnsupportedLibraryError",
     "ValidationError",
 ]
 
@@ -63,10 +62,6 @@ class RoadNetworkError(TelemetryError):
 
 class UnavailableError(TelemetryError):
     """A dependency (the database, the broker) cannot be reached right now."""
-
-
-class UnsupportedLibraryError(TelemetryError):
-    """An installed library is not the version that the project's use of it was written for."""
 
 
 class IngestFailedError(TelemetryError):

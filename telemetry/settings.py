@@ -134,6 +134,80 @@ class Settings(BaseSettings):
     # /metrics without a token (Prometheus scrapers); false: it needs a token of any role.
     metrics_public: bool = True
 
+    # The live stream and webhooks (docs/webhooks.md). Positions go out at most once per
+    # vehicle per interval, for vehicles heard from within vehicle_online_s. Webhook attempts
+    # that fail are retried after webhook_backoff_first_s · 2^(n−1) (capped at
+    # webhook_backoff_max_s, shortened by up to webhook_backoff_jitter of itself) until
+    # webhook_max_attempts or webhook_max_age_s; a target is shown failing after
+    # webhook_failing_after failed attempts in a row. webhooks_enabled: this API process
+    # delivers (any number of processes may).
+    events_positions_interval_s: Positive = 1.0
+    webhooks_enabled: bool = True
+    webhook_poll_s: Positive = 1.0
+    webhook_timeout_s: Positive = 10.0
+    webhook_concurrency: int = Field(16, ge=1, le=1_000)
+    webhook_max_attempts: int = Field(10, ge=1)
+    webhook_max_age_s: Positive = 24 * 3600.0
+    webhook_backoff_first_s: Positive = 5.0
+    webhook_backoff_max_s: Positive = 3600.0
+    webhook_backoff_jitter: float = Field(0.5, ge=0, le=1)
+    webhook_failing_after: int = Field(3, ge=1)
+
+    # The street map's indicative AQI (docs/domain.md §2.5): the standard whose breakpoints
+    # (table aqi_breakpoints) apply, and the passes an hourly sub-index needs (a daily one
+    # needs segment_reliable_drive_days). The emergency assessment's wind (docs/domain.md
+    # §4.6): the vector mean of the incident's readings within wind_window_s of the latest
+    # with wind; calmer than calm_ms, no downwind axis. Downwind and upwind sectors span
+    # ± their half angle around the axis; a control point is an upwind reading within
+    # control_max_m of the source.
+    aqi_standard: Literal["HJ 633-2026", "HJ 633-2012"] = "HJ 633-2026"
+    aqi_hourly_min_passes: int = Field(3, ge=1)
+    emergency_wind_window_s: Positive = 900.0
+    emergency_wind_calm_ms: float = Field(0.5, ge=0)
+    emergency_downwind_half_angle_deg: float = Field(45.0, gt=0, lt=90)
+    emergency_upwind_half_angle_deg: float = Field(45.0, gt=0, lt=90)
+    emergency_control_max_m: Positive = 3000.0
+
+    # The console at / (docs/console.md). An optional raster tile URL template
+    # ({z}/{x}/{y}) for a basemap under the road network, for a deployment that has a tile
+    # server; empty (the default): the page draws the imported roads alone and loads nothing
+    # from another host.
+    console_basemap_url: str = Field("", max_length=500)
+
+    # Analyser lag and calibration periods (docs/domain.md §5.8, §5.9). Lag correction does
+    # not interpolate between readings further apart than lag_max_gap_s; a registered lag is
+    # at most lag_max_s. An estimate tries lags up to lag_estimate_max_s in steps of
+    # lag_estimate_step_s, with a source's proximity kernel of width lag_estimate_sigma_m.
+    # An operator's calibration period lasts at most calibration_max_period_s.
+    lag_max_gap_s: Positive = 5.0
+    lag_max_s: float = Field(120.0, gt=0, le=600)
+    lag_estimate_max_s: float = Field(30.0, gt=0, le=600)
+    lag_estimate_step_s: Positive = 0.5
+    lag_estimate_sigma_m: Positive = 50.0
+    calibration_max_period_s: Positive = 86_400.0
+
+    # The ingest worker's MQTT connection (docs/adr/0012-mqtt-client.md). It pings the broker
+    # every half keep-alive and reconnects when a PINGRESP takes longer than the keep-alive;
+    # a TCP connect plus CONNACK, and a SUBACK, may take up to mqtt_connect_timeout_s.
+    mqtt_keepalive_s: int = Field(30, ge=1, le=65_535)
+    mqtt_connect_timeout_s: Positive = 10.0
+
+    # Detection independent of dispatch (docs/adr/0011). Vehicles hash into
+    # detect_partitions partitions (change it only with every worker stopped); each worker's
+    # detector ticks every detect_tick_s, holds partitions on leases of detect_lease_s and
+    # rebalances every detect_rebalance_s. A worker whose watermark is older than
+    # detect_worker_dead_s (database clock) no longer holds the horizon back; the horizon is
+    # the lowest live watermark minus detect_clock_margin_s (the workers' clock skew).
+    # detect_worker_id: this worker's name in the watermark and lease tables (default: the
+    # MQTT client id, unique per worker).
+    detect_partitions: int = Field(64, ge=1, le=4096)
+    detect_tick_s: Positive = 0.2
+    detect_lease_s: Positive = 10.0
+    detect_rebalance_s: Positive = 1.0
+    detect_worker_dead_s: Positive = 10.0
+    detect_clock_margin_s: float = Field(0.05, ge=0, le=60)
+    detect_worker_id: str | None = Field(None, min_length=1, max_length=200)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

@@ -1,72 +1,45 @@
-"""The MQTT side of ingest: a gmqtt client whose PUBACKs wait for the database commit.
+"""The MQTT side of ingest: a consumer whose PUBACKs wait for the database commit.
 
 The session is persistent (clean start off, long session expiry), so whatever was not
-acknowledged when the process died is redelivered to a worker with the same client id.
-See docs/adr/0001-mqtt-client-and-acknowledgement.md for why gmqtt and why the hook below.
+acknowledged when the process died is redelivered to a worker with the same client id. The
+connection is :mod:`telemetry.ingest.mqtt_protocol` (the ``mqtt5`` codec on an asyncio
+protocol of our own); see docs/adr/0012-mqtt-client.md for why, and
+docs/adr/0001-mqtt-client-and-acknowledgement.md for the acknowledgement it keeps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import gmqtt
-import numpy as np
-from gmqtt.mqtt.connection import MQTTConnection
-from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50
-from gmqtt.mqtt.handler import MQTTConnectError, MqttPackageHandler
-from gmqtt.mqtt.protocol import MQTTProtocol
+from mqtt5 import PublishPacket
 
-from telemetry.errors import UnsupportedLibraryError
+from telemetry.ingest.mqtt_protocol import (
+    ConnectOptions,
+    MqttConnection,
+    MqttError,
+    open_connection,
+)
 from telemetry.kinds.contract import Message
 from telemetry.metrics import MQTT_CONNECTED
 from telemetry.settings import Settings
 
-__all__ = ["SUPPORTED_GMQTT", "Intake", "MqttConsumer", "check_gmqtt_internals"]
+__all__ = ["Intake", "MqttConsumer"]
 
 log = logging.getLogger(__name__)
 
-#: The gmqtt releases whose internals the hooks below were written against and tested with.
-SUPPORTED_GMQTT = "0.8"
-#: What the hooks replace or call: gmqtt dispatches an incoming packet to the handler's
-#: ``_handle_<command>_packet`` looked up by name, its PUBLISH handler calls
-#: ``_handle_qos_1_publish_packet``, and PUBACKs are written through the connection's protocol.
-_HOOKED: tuple[tuple[type[Any], str], ...] = (
-    (gmqtt.Client, "_package_handler"),
-    (gmqtt.Client, "_connection"),
-    (MqttPackageHandler, "_handle_publish_packet"),
-    (MqttPackageHandler, "_handle_qos_1_publish_packet"),
-    (MQTTConnection, "_protocol"),
-    (MQTTProtocol, "write_data"),
-)
-
-
-def _defines(cls: type[Any], name: str) -> bool:
-    """A class attribute of ``cls``, or an attribute its ``__init__`` assigns."""
-    init = getattr(cls.__init__, "__code__", None)
-    return hasattr(cls, name) or (init is not None and name in init.co_names)
-
-
-def check_gmqtt_internals(
-    version: str, hooked: tuple[tuple[type[Any], str], ...] = _HOOKED
-) -> None:
-    """Stop with :class:`UnsupportedLibraryError` unless gmqtt is the supported release and
-    has every internal the hooks use: a renamed method would leave a hook silently unused
-    (then nothing is acknowledged, or messages are acknowledged before their commit)."""
-    if version.split(".")[:2] != SUPPORTED_GMQTT.split("."):
-        raise UnsupportedLibraryError(
-            f"gmqtt {version} is installed; the ingest worker hooks gmqtt internals and supports "
-            f"gmqtt {SUPPORTED_GMQTT}.x only"
-        )
-    for cls, name in hooked:
-        if not _defines(cls, name):
-            raise UnsupportedLibraryError(
-                f"gmqtt {version}: {cls.__qualname__} has no {name!r}, which the ingest worker "
-                f"hooks; install gmqtt {SUPPORTED_GMQTT}.x"
-            )
+#: Waits between connection attempts: doubled after each failure up to the maximum, shortened
+#: by up to a half at random (workers restarted together do not retry in step), and back to
+#: the first once a connection has lasted ``_STABLE_S`` (so that two workers sharing a client
+#: id, taking the session over from each other, do not reconnect in a tight loop).
+_FIRST_DELAY_S = 0.5
+_MAX_DELAY_S = 10.0
+_STABLE_S = 10.0
+_DISCONNECT_WAIT_S = 5.0
 
 
 class Intake(Protocol):
@@ -75,134 +48,131 @@ class Intake(Protocol):
 
 class MqttConsumer:
     """Subscribes to the telemetry topics and hands each message to ``intake`` with a token
-    that :meth:`acknowledge` turns into a PUBACK once the message is committed."""
+    that :meth:`acknowledge` turns into a PUBACK once the message is committed.
+
+    A QoS 1 message's token is (connection generation, packet id); a QoS 0 message has none.
+    """
 
     def __init__(self, settings: Settings, intake: Intake) -> None:
         self._settings = settings
         self._intake = intake
-        self._generation = 0
-        check_gmqtt_internals(gmqtt.__version__)
-        client = gmqtt.Client(
-            settings.mqtt_client_id,
-            clean_session=False,
-            optimistic_acknowledgement=False,
-            session_expiry_interval=settings.mqtt_session_expiry_s,
-            receive_maximum=settings.mqtt_receive_maximum,
-        )
         endpoint = settings.mqtt
-        if endpoint.username:
-            client.set_auth_credentials(endpoint.username, endpoint.password)
-        client.set_config({"reconnect_retries": UNLIMITED_RECONNECTS, "reconnect_delay": 2})
-        client.on_message = self._on_message
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        # gmqtt (0.8) runs every QoS 1 message through its own asyncio task and sends the PUBACK
-        # when that task ends: at 20,000 msg/s those tasks took about half the process's CPU.
-        # Taking the packet here instead makes intake a list append, and the PUBACKs go out in
-        # one write after the batch commits (acknowledge). Pinned to gmqtt 0.8.x for this.
-        handler = client._package_handler
-        handler._handle_qos_1_publish_packet = self._on_qos1
-        # Likewise its PUBLISH parser decodes every packet's MQTT v5 properties in Python (a
-        # tenth of the process at 20,000 msg/s). The common packet — QoS 1, no properties — is
-        # split here; any other (QoS 0, properties, topic aliases) goes to gmqtt's parser.
-        self._parse_publish = handler._handle_publish_packet
-        handler._handle_publish_packet = self._on_publish
-        self._client = client
-        self._connecting: asyncio.Task[None] | None = None
+        self._options = ConnectOptions(
+            settings.mqtt_client_id,
+            username=endpoint.username,
+            password=endpoint.password,
+            clean_start=False,
+            session_expiry_s=settings.mqtt_session_expiry_s,
+            receive_maximum=settings.mqtt_receive_maximum,
+            keep_alive_s=settings.mqtt_keepalive_s,
+            connect_timeout_s=settings.mqtt_connect_timeout_s,
+        )
+        self._generation = 0  # one more for every connection attempt
+        self._connection: MqttConnection | None = None
+        self._subscribed = False
+        self._runner: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
-        return bool(self._client.is_connected)
+        """Connected and subscribed."""
+        return self._subscribed and self._connection is not None and self._connection.is_open
 
     @property
     def connector(self) -> asyncio.Task[None] | None:
-        """The task connecting to the broker (None before :meth:`start`); it ends once
-        connected, after which gmqtt reconnects by itself."""
-        return self._connecting
+        """The task that connects, and reconnects whenever the connection ends, until
+        :meth:`stop` (None before :meth:`start`)."""
+        return self._runner
 
-    def _on_publish(self, cmd: int, packet: bytes) -> None:
-        # PUBLISH variable header: topic (2-byte length + UTF-8), packet id, property length.
-        if cmd & 0x06 == 0x02 and len(packet) > 4:
-            end = 2 + ((packet[0] << 8) | packet[1])
-            if len(packet) > end + 2 and packet[end + 2] == 0 and end > 2:
-                try:
-                    topic = packet[2:end].decode()
-                except UnicodeDecodeError:
-                    pass
-                else:
-                    self._on_qos1(
-                        (packet[end] << 8) | packet[end + 1], packet[end + 3 :], topic, None
-                    )
-                    return
-        self._parse_publish(cmd, packet)
+    async def start(self) -> None:
+        """Connect in the background, retrying until the broker answers."""
+        self._runner = asyncio.create_task(self._run(), name="mqtt-connect")
 
-    def _on_qos1(self, mid: int, payload: bytes, topic: str, properties: Any) -> None:
-        message = Message(topic, payload, time.time_ns() // 1000)
-        self._intake.add(message, (self._generation, mid))
-
-    def _on_message(
-        self, client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: Any
-    ) -> None:
-        # QoS 0 (a publisher that ignored the contract): stored the same way, nothing to ack.
-        self._intake.add(Message(topic, payload, time.time_ns() // 1000), None)
+    async def stop(self) -> None:
+        """Stop reconnecting; end the connection with a normal DISCONNECT (the session and
+        what it holds unacknowledged stay at the broker)."""
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+            await asyncio.wait([self._runner])
+        connection, self._connection = self._connection, None
+        self._subscribed = False
+        if connection is not None and connection.is_open:
+            connection.disconnect()
+            await asyncio.wait([connection.closed], timeout=_DISCONNECT_WAIT_S)
+            connection.abort()
+        MQTT_CONNECTED.set(0)
 
     def acknowledge(self, tokens: Sequence[Any]) -> None:
         """Send PUBACK for committed messages received on the current connection. Messages
         from an earlier connection are left alone: the broker redelivers them after a
         reconnect, and that copy is acknowledged instead."""
-        if not self._client.is_connected:
+        connection = self._connection
+        if connection is None or not connection.is_open:
             return
         generation = self._generation
-        mids = [t[1] for t in tokens if t is not None and t[0] == generation]
-        if mids:
-            # One write for the whole batch: PUBACK, remaining length 2, packet id; MQTT v5
-            # §3.4.2.1 lets a success PUBACK without properties omit reason code and length.
-            packets = np.empty((len(mids), 4), dtype=np.uint8)
-            packets[:, 0] = 0x40
-            packets[:, 1] = 2
-            packets[:, 2:] = np.array(mids, dtype=">u2").view(np.uint8).reshape(-1, 2)
-            self._client._connection._protocol.write_data(packets.tobytes())
+        # Tokens of other sources (HJ 212's TcpToken) have no int generation first.
+        packet_ids = [t[1] for t in tokens if type(t) is tuple and t[0] == generation]
+        connection.acknowledge(packet_ids)
 
-    def _on_connect(self, client: gmqtt.Client, flags: int, rc: int, properties: Any) -> None:
-        self._generation += 1
-        MQTT_CONNECTED.set(1)
-        # Subscribing again on every (re)connect is harmless with a persistent session and
-        # needed when the broker lost it (e.g. restarted without persistence).
-        client.subscribe(self._settings.mqtt_subscription, qos=1)
-        log.info("connected to MQTT broker; subscribed to %s", self._settings.mqtt_subscription)
+    def _on_publish(self, packet: PublishPacket, received_us: int) -> None:
+        packet_id = packet.packet_id
+        # QoS 0 (a publisher that ignored the contract): stored the same way, nothing to ack.
+        token = None if packet_id is None else (self._generation, packet_id)
+        self._intake.add(Message(packet.topic, packet.payload, received_us), token)
 
-    def _on_disconnect(
-        self, client: gmqtt.Client, packet: Any, exc: Exception | None = None
-    ) -> None:
-        MQTT_CONNECTED.set(0)
-        log.warning("disconnected from MQTT broker%s", f": {exc}" if exc else "")
-
-    async def start(self) -> None:
-        """Connect in the background, retrying until the broker answers."""
-        self._connecting = asyncio.create_task(self._connect_until_up(), name="mqtt-connect")
-
-    async def _connect_until_up(self) -> None:
+    async def _run(self) -> None:
         endpoint = self._settings.mqtt
-        delay = 0.5
+        delay = _FIRST_DELAY_S
         while True:
+            started = time.monotonic()
             try:
-                await self._client.connect(
-                    endpoint.host, endpoint.port, version=MQTTv50, keepalive=30
-                )
-                return
-            except (OSError, MQTTConnectError) as exc:
+                await self._session()
+            except (OSError, TimeoutError, MqttError) as exc:
                 log.warning(
-                    "MQTT broker %s:%s unreachable (%s); retrying",
+                    "MQTT broker %s:%s: %s; reconnecting",
                     endpoint.host,
                     endpoint.port,
-                    exc,
+                    exc or type(exc).__name__,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            if time.monotonic() - started >= _STABLE_S:
+                delay = _FIRST_DELAY_S
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, _MAX_DELAY_S)
 
-    async def stop(self) -> None:
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-        if self._client.is_connected:
-            await self._client.disconnect()
-        MQTT_CONNECTED.set(0)
+    async def _session(self) -> None:
+        """One connection, from CONNECT until it is lost (raises why)."""
+        endpoint = self._settings.mqtt
+        self._generation += 1
+        connection, connack = await open_connection(
+            endpoint.host, endpoint.port, self._options, self._on_publish
+        )
+        self._connection = connection
+        keep_alive: asyncio.Task[None] | None = None
+        try:
+            # Subscribing again on every (re)connect is harmless with a persistent session
+            # and needed when the broker lost it (e.g. restarted without persistence).
+            pattern = self._settings.mqtt_subscription
+            async with asyncio.timeout(self._options.connect_timeout_s):
+                await connection.subscribe(pattern, qos=1)
+            self._subscribed = True
+            MQTT_CONNECTED.set(1)
+            log.info(
+                "connected to MQTT broker (%s session); subscribed to %s",
+                "resumed" if connack.session_present else "new",
+                pattern,
+            )
+            keep_alive_s = connack.server_keep_alive or self._options.keep_alive_s
+            keep_alive = asyncio.create_task(connection.keep_alive(keep_alive_s))
+            error = await connection.closed
+        except asyncio.CancelledError:
+            raise  # stop() ends the connection, with a DISCONNECT
+        except BaseException:
+            connection.abort()
+            raise
+        finally:
+            self._subscribed = False
+            MQTT_CONNECTED.set(0)
+            if keep_alive is not None:
+                keep_alive.cancel()
+        if error is not None:
+            raise error
+        raise MqttError("the connection closed")
