@@ -11,9 +11,11 @@ import asyncpg
 from fastapi import Depends, FastAPI
 
 import telemetry
+from api.console import install_console
 from api.deps import Resources
 from api.errors import install_error_handlers
-from api.routers import api_v1, auth, events, health
+from api.routers import api_v1, auth, events, health, webhooks
+from telemetry.alerts.dispatcher import WebhookDispatcher
 from telemetry.db import create_pool
 from telemetry.kinds.registry import KINDS
 from telemetry.settings import Settings
@@ -63,7 +65,9 @@ def create_app(settings: Settings) -> FastAPI:
         title="Vehicle telemetry",
         version=telemetry.__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        # /docs is the console's (local Swagger UI assets, no CDN); no ReDoc.
+        docs_url=None,
+        redoc_url=None,
         lifespan=_lifespan,
     )
     app.state.resources = Resources(settings=settings)
@@ -73,14 +77,20 @@ def create_app(settings: Settings) -> FastAPI:
     # Checks its own token: a header, or ?access_token= for a browser's EventSource.
     app.include_router(events.router, prefix="/api/v1", responses=COMMON_ERRORS)
     app.include_router(health.router)
+    app.include_router(
+        webhooks.router, prefix="/api/v1", responses=COMMON_ERRORS, dependencies=SECURED
+    )
     for spec in KINDS:
         app.include_router(spec.router, responses=COMMON_ERRORS, dependencies=SECURED)
+    install_console(app, settings)
     return app
 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     resources: Resources = app.state.resources
+    # Delivers webhooks once the pool is open (docs/webhooks.md); any number of processes may.
+    dispatcher = WebhookDispatcher(resources.settings, lambda: resources.pool)
     try:
         if await _open_pool(resources):
             await _start_worker(resources)
@@ -88,8 +98,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             # Serve anyway: /healthz reports the database as failing until it is reached.
             resources.connector = asyncio.create_task(_keep_connecting(resources))
             resources.connector.add_done_callback(lambda task: _connector_done(resources, task))
+        if resources.settings.webhooks_enabled:
+            dispatcher.start()
         yield
     finally:
+        await dispatcher.stop()
         await _close(resources)
 
 

@@ -45,7 +45,9 @@ class HotSegmentQuery(QueryModel):
     pollutant: HotPollutant = "pm25"
     minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="the window: the last N minutes")
     min_readings: int = Field(0, ge=0, le=1_000_000, description="leave out quieter segments")
-    limit: int = Field(200, ge=1, le=1000)
+    # Up to 5000, as /segments/stats: each page aggregates the whole window, so the console
+    # loads a 50,000-segment network in ten pages rather than fifty.
+    limit: int = Field(200, ge=1, le=5000)
     cursor: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = Field(
         None, description="the previous page's next_cursor"
     )
