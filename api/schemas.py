@@ -6,14 +6,16 @@ so a bad combination (``since`` after ``until``, a window too wide) is a 422 lik
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
 from telemetry.accounts.model import NAME_PATTERN, Role
 from telemetry.accounts.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from telemetry.kinds.contract import Kind
+from telemetry.kinds.walkthrough.record import POLLUTANTS
+from telemetry.kinds.walkthrough.schemas import SegmentStats, SegmentStatsPage, SegmentStatsQuery
 from telemetry.web import (
     BIGINT_MAX,
     TEXT_PATTERN,
@@ -23,6 +25,7 @@ from telemetry.web import (
     Note,
     QueryModel,
     Text,
+    Timestamp,
     TimeWindow,
     Who,
 )
@@ -37,18 +40,31 @@ __all__ = [
     "AlertPage",
     "AlertQuery",
     "AlertStatus",
+    "AnalyserLag",
+    "AnalyserLagsUpdate",
     "AuditEntry",
     "AuditPage",
     "AuditQuery",
+    "CalibrationCreate",
+    "CalibrationPeriod",
+    "CalibrationQuery",
     "Check",
     "DeadLetter",
     "DeadLetterPage",
     "DeadLetterQuery",
+    "ExtraPoint",
+    "ExtraSeries",
+    "ExtraSeriesQuery",
     "Health",
     "Me",
     "Segment",
+    "SegmentAqi",
     "SegmentHour",
     "SegmentQuery",
+    "SegmentStatsAqi",
+    "SegmentStatsAqiPage",
+    "SegmentStatsAqiQuery",
+    "SubIndex",
     "Token",
     "TokenRevocation",
     "Vehicle",
@@ -387,6 +403,196 @@ class AuditEntry(BaseModel):
 
 class AuditPage(BaseModel):
     items: list[AuditEntry]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null at the end"
+    )
+
+
+# --- the street map's indicative AQI (docs/domain.md §2.5) ----------------------------------
+
+
+class SegmentStatsAqiQuery(SegmentStatsQuery):
+    """``GET /segments/stats`` with, optionally, the indicative AQI of each segment."""
+
+    aqi: Literal["none", "hourly", "daily"] = Field(
+        "none",
+        description="add each segment's indicative AQI (HJ 633 sub-indices of its medians "
+        "across passes; docs/domain.md §2.5): hourly (1 h curves, PM on the daily ones) or "
+        "daily (24 h curves, O3 8 h); none: leave it out",
+    )
+
+
+class SubIndex(BaseModel):
+    """One pollutant's sub-index: the concentration it rests on and the curve it used."""
+
+    pollutant: str
+    averaging: str = Field(description="the averaging time of the curve: 1h, 8h or 24h")
+    concentration: float | None = Field(description="median across passes of each pass's mean")
+    unit: str
+    passes: int
+    drive_days: int
+    iaqi: int | None = Field(description="null: the data does not meet the coverage rule")
+    reason: str | None = Field(description="why there is no sub-index")
+
+
+class SegmentAqi(BaseModel):
+    """An indicative AQI: HJ 633 sub-indices of drive-pass medians, not a legal AQI (a
+    moving vehicle never holds the 45 minutes of an hour that GB 3095 asks for)."""
+
+    report: Literal["hourly", "daily"]
+    standard: str
+    indicative: bool = True
+    aqi: int | None = Field(description="the largest sub-index; null without any")
+    level: int | None = Field(description="1 to 6")
+    category: str | None
+    category_zh: str | None
+    colour: str | None
+    rgb: str | None
+    primary_pollutants: list[str] = Field(description="at the AQI, when the AQI is above 50")
+    complete: bool = Field(description="every one of the six pollutants has a sub-index")
+    iaqi: list[SubIndex]
+
+
+class SegmentStatsAqi(SegmentStats):
+    aqi: SegmentAqi | None = Field(None, description="present when ?aqi= asks for it")
+
+
+class SegmentStatsAqiPage(SegmentStatsPage):
+    items: list[SegmentStatsAqi]  # type: ignore[assignment]
+
+
+# --- analyser lags and calibration periods (docs/domain.md §5.8, §5.9) ------------------------
+
+
+def _walkthrough_pollutant(value: str) -> str:
+    if value not in POLLUTANTS:
+        raise ValueError(f"must be one of {', '.join(POLLUTANTS)}")
+    return value
+
+
+#: A walk-through pollutant channel.
+Pollutant = Annotated[str, AfterValidator(_walkthrough_pollutant)]
+
+
+class AnalyserLag(BaseModel):
+    """A vehicle's analyser lag for one pollutant: a value reported at t was sampled at
+    t − lag_s. ``registered`` by hand, or ``estimated`` from the drives of
+    [estimated_from, estimated_to) (``score``: the correlation's peak; ``details``: the
+    source, the curve's sharpness and the readings it rests on)."""
+
+    vehicle_id: str
+    pollutant: str
+    lag_s: float
+    method: Literal["registered", "estimated"]
+    estimated_from: datetime | None
+    estimated_to: datetime | None
+    score: float | None
+    details: dict[str, Any] | None
+    set_by: str
+    set_at: datetime
+
+
+class AnalyserLagsUpdate(BodyModel):
+    """Lags to register, per pollutant, in seconds; null removes the pollutant's lag. The
+    pollutants not named keep theirs."""
+
+    lags_s: dict[Pollutant, Annotated[float, Field(ge=0, le=600)] | None] = Field(
+        min_length=1, description='e.g. {"no2": 12.5, "co": 8}; at most TELEMETRY_LAG_MAX_S'
+    )
+
+
+CalibrationKind = Literal["zero", "span"]
+
+
+class CalibrationCreate(BodyModel):
+    """A zero or span calibration of a vehicle's analyser over [starts_at, ends_at), of one
+    pollutant or (``pollutant`` null) of every one."""
+
+    kind: CalibrationKind
+    pollutant: Pollutant | None = None
+    starts_at: Timestamp
+    ends_at: Timestamp = Field(description="exclusive; after starts_at")
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CalibrationCreate:
+        if self.starts_at >= self.ends_at:
+            raise ValueError("starts_at must be before ends_at")
+        return self
+
+
+class CalibrationPeriod(BaseModel):
+    id: int
+    vehicle_id: str
+    pollutant: str | None = Field(description="null: every pollutant")
+    kind: CalibrationKind
+    starts_at: datetime
+    ends_at: datetime
+    note: str | None
+    created_by: str
+    created_at: datetime
+
+
+class CalibrationQuery(TimeWindow):
+    """Periods overlapping the window (an open bound when absent), newest first."""
+
+    limit: int = Field(100, ge=1, le=1000)
+
+
+# --- extra channels of portable instruments (docs/domain.md §5.6) ---------------------------
+
+MAX_EXTRA_WINDOW = timedelta(days=31)
+DEFAULT_EXTRA_WINDOW = timedelta(days=1)
+
+
+class ExtraSeriesQuery(TimeWindow):
+    """One vehicle's extra channel over a window (by default the day ending at ``until``, or
+    starting at ``since``; at most 31 days), oldest first, a page at a time."""
+
+    vehicle_id: Name
+    channel: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = (
+        Field(description="the field's name as the readings send it")
+    )
+    cursor: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        None, description="the previous page's next_cursor"
+    )
+    limit: int = Field(1000, ge=1, le=10_000)
+
+    def resolved(self, now: datetime) -> tuple[datetime, datetime]:
+        """``(since, until)`` with the defaults filled in relative to ``now``."""
+        if self.until is not None:
+            until = self.until
+        elif self.since is not None:
+            until = self.since + DEFAULT_EXTRA_WINDOW
+        else:
+            until = now
+        since = self.since if self.since is not None else until - DEFAULT_EXTRA_WINDOW
+        if until - since > MAX_EXTRA_WINDOW:
+            raise ValueError("the window may span at most 31 days")
+        return since, until
+
+
+class ExtraPoint(BaseModel):
+    ts: datetime
+    lat: float
+    lon: float
+    value: Any = Field(description="as sent: usually a number")
+    unit: str | None = Field(
+        None,
+        description="the unit the reading declared for the channel in its `units`; null: none "
+        "(the series' `unit`, declared at registration, applies)",
+    )
+
+
+class ExtraSeries(BaseModel):
+    vehicle_id: str
+    channel: str
+    unit: str | None = Field(
+        description="the unit the vehicle declared for the channel at registration; null: none"
+    )
+    since: datetime
+    until: datetime
+    items: list[ExtraPoint]
     next_cursor: str | None = Field(
         description="pass as ?cursor= for the next page; null at the end"
     )

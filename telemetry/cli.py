@@ -131,13 +131,14 @@ def _add_broker_commands(sub: Any) -> None:
                     new_password=args.new_password,
                     reserved=reserved,
                     hj212=_analyser(args),
+                    units=vehicles.declared_units(args.unit),
                 ),
             )
         )
         if password is None:
-            print(
-                f"{args.vehicle_id}: HJ 212 analyser {args.hj212_mn} set; MQTT password unchanged"
-            )
+            what = [f"HJ 212 analyser {args.hj212_mn}"] if args.hj212_mn else []
+            what += ["declared units"] if args.unit else []
+            print(f"{args.vehicle_id}: {' and '.join(what)} set; MQTT password unchanged")
             return 0
         print(f"registered {args.vehicle_id} ({args.kind}): MQTT username {args.vehicle_id},")
         print(f"publishes to {settings.mqtt_topic_prefix}/{args.kind}/{args.vehicle_id} only.")
@@ -197,6 +198,14 @@ def _add_broker_commands(sub: Any) -> None:
     reg.add_argument(
         "--new-password", action="store_true", help="replace the password of a registered vehicle"
     )
+    reg.add_argument(
+        "--unit",
+        action="append",
+        default=[],
+        metavar="CHANNEL=UNIT",
+        help="a unit its readings send a channel in, e.g. NO2=ppb (a reading's own units win; "
+        "docs/domain.md §5.6); CHANNEL= removes one; repeatable",
+    )
     hj = reg.add_argument_group("HJ 212 analyser (docs/adr/0010-hj212.md)")
     hj.add_argument("--hj212-mn", help="the MN its HJ 212 analyser sends")
     hj.add_argument("--hj212-pw", help="the analyser's PW (6 characters); unset: not checked")
@@ -210,6 +219,7 @@ def _add_broker_commands(sub: Any) -> None:
     rev.add_argument("vehicle_id")
     rev.set_defaults(func=revoke)
     veh.add_parser("list", help="registered vehicles").set_defaults(func=list_)
+    _add_lag_and_calibration_commands(veh)
 
     broker = sub.add_parser("broker", help="the MQTT broker").add_subparsers(
         dest="broker", required=True
@@ -224,6 +234,255 @@ def _add_broker_commands(sub: Any) -> None:
     run.add_argument("--extra-passwords", type=Path, help="more accounts: a password file")
     run.add_argument("--extra-acl", type=Path, help="ACL lines for those accounts")
     run.set_defaults(func=broker_run)
+
+
+def _add_lag_and_calibration_commands(veh: Any) -> None:
+    """``telemetry vehicles lag set|unset|list|estimate`` and ``telemetry vehicles calibration
+    add|list|delete`` (docs/domain.md §5.8, §5.9). Changes are audited as ``cli:<user>``."""
+    from datetime import datetime
+
+    from telemetry.accounts.commands import cli_actor
+    from telemetry.kinds.walkthrough.record import POLLUTANTS
+
+    def on_pool(settings: Settings, work: Any) -> Any:
+        import asyncpg
+
+        from telemetry.db import create_pool
+
+        async def run() -> Any:
+            try:
+                pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise TelemetryError(f"cannot connect to the database: {exc}") from exc
+            try:
+                return await work(pool)
+            finally:
+                await pool.close()
+
+        return asyncio.run(run())
+
+    def pollutant(text: str) -> str:
+        if text not in POLLUTANTS:
+            raise argparse.ArgumentTypeError(f"one of {', '.join(POLLUTANTS)}")
+        return text
+
+    def when(text: str) -> datetime:
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+        if value.tzinfo is None:
+            raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset (e.g. +08:00)")
+        return value
+
+    def lon_lat(text: str) -> tuple[float, float]:
+        try:
+            lon, lat = (float(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"LON,LAT expected, got {text!r}") from None
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a position (LON,LAT)")
+        return lon, lat
+
+    def lag_set(settings: Settings, args: argparse.Namespace) -> int:
+        from telemetry.store import lags
+
+        if not 0 <= args.seconds <= settings.lag_max_s:
+            raise TelemetryError(f"the lag must lie within 0..{settings.lag_max_s:g} s")
+        row = on_pool(
+            settings,
+            lambda p: lags.set_lag(
+                p, args.vehicle_id, args.pollutant, args.seconds, by=cli_actor()
+            ),
+        )
+        print(f"{row['vehicle_id']}\t{row['pollutant']}\t{row['lag_s']:g} s\t{row['method']}")
+        return 0
+
+    def lag_unset(settings: Settings, args: argparse.Namespace) -> int:
+        from telemetry.store import lags
+
+        done = on_pool(
+            settings,
+            lambda p: lags.delete_lag(p, args.vehicle_id, args.pollutant, by=cli_actor()),
+        )
+        print(f"{args.vehicle_id}\t{args.pollutant}\t{'removed' if done else 'had no lag'}")
+        return 0
+
+    def lag_list(settings: Settings, args: argparse.Namespace) -> int:
+        from telemetry.store import lags
+
+        for r in on_pool(settings, lambda p: lags.list_lags(p, vehicle_id=args.vehicle_id)):
+            score = "" if r["score"] is None else f"\tr={r['score']:.3f}"
+            window = ""
+            if r["method"] == "estimated":
+                window = f"\t{r['estimated_from']:%Y-%m-%d %H:%M}..{r['estimated_to']:%H:%M}"
+            print(
+                f"{r['vehicle_id']}\t{r['pollutant']}\t{r['lag_s']:g} s\t{r['method']}"
+                f"{window}{score}\t{r['set_by']}"
+            )
+        return 0
+
+    def lag_estimate(settings: Settings, args: argparse.Namespace) -> int:
+        from telemetry.kinds.walkthrough.detection.lag import estimate_lag
+        from telemetry.store import lags
+
+        lon, lat = args.source
+        if not args.since < args.until:
+            raise TelemetryError("--from must be before --to")
+
+        async def work(pool: Any) -> Any:
+            drive = await lags.load_drive(
+                pool,
+                args.vehicle_id,
+                args.pollutant,
+                since=args.since,
+                until=args.until,
+                pollutants=POLLUTANTS,
+            )
+            if drive.ts_us.shape[0] >= 100_000:
+                raise TelemetryError("more than 100000 readings in that window; narrow it")
+            if drive.ts_us.shape[0] < 3:
+                raise TelemetryError(
+                    f"{args.vehicle_id} has {drive.ts_us.shape[0]} readings in that window"
+                )
+            try:
+                found = estimate_lag(
+                    drive.ts_us, drive.lat, drive.lon, drive.values,
+                    source_lat=lat, source_lon=lon, max_lag_s=args.max_lag,
+                    step_s=settings.lag_estimate_step_s, sigma_m=args.sigma,
+                    max_gap_s=settings.lag_max_gap_s,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise TelemetryError(f"no estimate: {exc}") from exc
+            print(
+                f"{args.vehicle_id} {args.pollutant}: lag {found.lag_s:.1f} s, correlation "
+                f"{found.peak:.3f} (prominence {found.prominence:.3f}, peak width "
+                f"{found.width_s:g} s) over {found.samples} readings"
+            )
+            edge = found.lag_s <= args.max_lag * 0.02 or found.lag_s >= args.max_lag * 0.98
+            if found.peak <= 0 or edge:
+                raise TelemetryError(
+                    "not stored: the best correlation is not positive or lies at the edge of "
+                    "0..--max-lag; check the source and the window, or widen --max-lag"
+                )
+            if args.dry_run:
+                return None
+            curve = [
+                [round(float(x), 3), None if y != y else round(float(y), 4)]
+                for x, y in zip(found.lags_s, found.correlation, strict=True)
+            ]
+            details = {
+                "source": {"lon": lon, "lat": lat},
+                "sigma_m": args.sigma,
+                "step_s": settings.lag_estimate_step_s,
+                "max_lag_s": args.max_lag,
+                "prominence": found.prominence,
+                "width_s": found.width_s,
+                "samples": found.samples,
+                "curve": curve,
+            }
+            return await lags.set_lag(
+                pool, args.vehicle_id, args.pollutant, round(found.lag_s, 2),
+                by=cli_actor(), estimated_from=args.since, estimated_to=args.until,
+                score=found.peak, details=details,
+            )  # fmt: skip
+
+        row = on_pool(settings, work)
+        if row is not None:
+            print(f"stored: {row['vehicle_id']}\t{row['pollutant']}\t{row['lag_s']:g} s\testimated")
+        return 0
+
+    def calibration_add(settings: Settings, args: argparse.Namespace) -> int:
+        from telemetry.store import calibrations
+
+        row = on_pool(
+            settings,
+            lambda p: calibrations.create_period(
+                p,
+                args.vehicle_id,
+                kind=args.kind,
+                starts_at=args.since,
+                ends_at=args.until,
+                pollutant=args.pollutant,
+                note=args.note,
+                max_duration_s=settings.calibration_max_period_s,
+                by=cli_actor(),
+            ),
+        )
+        print(f"calibration {row['id']}: {row['vehicle_id']} {row['pollutant'] or 'all'}")
+        return 0
+
+    def calibration_list(settings: Settings, args: argparse.Namespace) -> int:
+        from telemetry.store import calibrations
+
+        rows = on_pool(settings, lambda p: calibrations.list_periods(p, args.vehicle_id))
+        for r in rows:
+            print(
+                f"{r['id']}\t{r['pollutant'] or 'all'}\t{r['kind']}\t{r['starts_at'].isoformat()}"
+                f"\t{r['ends_at'].isoformat()}\t{r['created_by']}\t{r['note'] or ''}"
+            )
+        return 0
+
+    def calibration_delete(settings: Settings, args: argparse.Namespace) -> int:
+        from telemetry.store import calibrations
+
+        on_pool(
+            settings,
+            lambda p: calibrations.delete_period(p, args.vehicle_id, args.id, by=cli_actor()),
+        )
+        print(f"removed calibration {args.id} of {args.vehicle_id}")
+        return 0
+
+    lag = veh.add_parser("lag", help="analyser lags per pollutant (docs/domain.md)").add_subparsers(
+        dest="lag", required=True
+    )
+    cmd = lag.add_parser("set", help="register a vehicle's lag for a pollutant")
+    cmd.add_argument("vehicle_id")
+    cmd.add_argument("pollutant", type=pollutant)
+    cmd.add_argument("seconds", type=float)
+    cmd.set_defaults(func=lag_set)
+    cmd = lag.add_parser("unset", help="remove a vehicle's lag for a pollutant")
+    cmd.add_argument("vehicle_id")
+    cmd.add_argument("pollutant", type=pollutant)
+    cmd.set_defaults(func=lag_unset)
+    cmd = lag.add_parser("list", help="the lags (of one vehicle, or all)")
+    cmd.add_argument("vehicle_id", nargs="?")
+    cmd.set_defaults(func=lag_list)
+    cmd = lag.add_parser(
+        "estimate", help="estimate a lag from recorded drives past a known source, and store it"
+    )
+    cmd.add_argument("vehicle_id")
+    cmd.add_argument("pollutant", type=pollutant)
+    cmd.add_argument("--source", type=lon_lat, required=True, metavar="LON,LAT")
+    cmd.add_argument("--from", dest="since", type=when, required=True, help="ISO 8601, offset")
+    cmd.add_argument("--to", dest="until", type=when, required=True, help="ISO 8601, offset")
+    cmd.add_argument(
+        "--max-lag", type=float, default=30.0, help="seconds; lags 0..this are tried (30)"
+    )
+    cmd.add_argument(
+        "--sigma", type=float, default=50.0, help="metres, the plume's width at the road (50)"
+    )
+    cmd.add_argument("--dry-run", action="store_true", help="print the estimate, store nothing")
+    cmd.set_defaults(func=lag_estimate)
+
+    cal = veh.add_parser(
+        "calibration", help="zero/span calibration periods (docs/domain.md)"
+    ).add_subparsers(dest="calibration", required=True)
+    cmd = cal.add_parser("add", help="register a calibration period")
+    cmd.add_argument("vehicle_id")
+    cmd.add_argument("--kind", choices=("zero", "span"), required=True)
+    cmd.add_argument("--from", dest="since", type=when, required=True, help="ISO 8601, offset")
+    cmd.add_argument("--to", dest="until", type=when, required=True, help="exclusive")
+    cmd.add_argument("--pollutant", type=pollutant, help="default: every pollutant")
+    cmd.add_argument("--note")
+    cmd.set_defaults(func=calibration_add)
+    cmd = cal.add_parser("list", help="a vehicle's registered calibration periods")
+    cmd.add_argument("vehicle_id")
+    cmd.set_defaults(func=calibration_list)
+    cmd = cal.add_parser("delete", help="remove a registered calibration period")
+    cmd.add_argument("vehicle_id")
+    cmd.add_argument("id", type=int)
+    cmd.set_defaults(func=calibration_delete)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -86,8 +86,8 @@ def test_declared_units_are_converted_to_the_channel_units() -> None:
         ({"tvoc": "ppm"}, "units.tvoc: a volume unit needs the molar mass"),
         ({"no2": "ppt"}, "units.no2: unit must be one of ppb, ppm, ug/m3, mg/m3"),
         ({"no2": ""}, "units.no2: unit must be one of ppb, ppm, ug/m3, mg/m3"),
-        ({"nox": "ppb"}, "units: nox is not a pollutant of this kind"),
-        ({"temp_c": "ppb"}, "units: temp_c is not a pollutant of this kind"),
+        ({"nox": "ppb"}, "units: nox is neither a pollutant nor a channel of the reading"),
+        ({"temp_c": "ppb"}, "units: temp_c is neither a pollutant nor a channel of the reading"),
     ],
 )
 def test_a_unit_that_cannot_apply_is_a_dead_letter(units: dict[str, str], detail: str) -> None:
@@ -136,3 +136,21 @@ async def test_no2_in_ppb_is_stored_in_ug_m3_and_a_bad_unit_is_dead_lettered(
     assert [(r["reason"], r["detail"]) for r in dead] == [
         ("unit", "units.pm25: a volume unit needs the molar mass")
     ]
+
+
+def test_an_extra_channel_keeps_the_unit_the_reading_declares_for_it() -> None:
+    batch = _batch(
+        {"no2": 40.0, "h2s": 3.5, "units": {"h2s": "ppb", "no2": "ppb"}},
+        {"no2": 40.0, "h2s": 3.5, "units": {"h2s": "dB"}},
+        {"no2": 40.0, "units": {"h2s": "ppb"}},
+    )
+
+    ok, why, details = check_walkthrough(batch, now_us=NOW_US, limits=LIMITS)
+
+    # Kept as sent and stored with its unit; NO2 converted from ppb as always.
+    assert batch.extra[0] == {"h2s": 3.5, "units": {"h2s": "ppb"}}
+    assert batch.no2[0] == pytest.approx(75.224592, rel=1e-7)
+    assert ok.tolist() == [True, False, False]
+    assert why.tolist() == ["", "unit", "unit"]
+    assert details[1] == "units.h2s: unit must be one of ppb, ppm, ug/m3, mg/m3"
+    assert details[2] == "units: h2s is neither a pollutant nor a channel of the reading"

@@ -27,7 +27,8 @@ async def get_data_quality(
 ) -> DataQualityPage:
     """Per vehicle and China Standard Time day in the window (by default the last 7 days, at
     most 92): the readings stored, those flagged other than ``N``, and those with a sensor
-    fault (``flatline``, ``range_limit``, ``step``), newest day first."""
+    fault (``flatline``, ``range_limit``, ``step``) and those under zero/span calibration
+    (``calibration``), newest day first."""
     since, until = query.resolved(datetime.now(UTC))
     rows = await data_quality(
         pool, since=since, until=until, vehicle_id=query.vehicle, limit=query.limit + 1

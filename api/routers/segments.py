@@ -7,18 +7,24 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Query, Response
 
-from api.schemas import Segment, SegmentQuery
+from api.schemas import (
+    Segment,
+    SegmentAqi,
+    SegmentQuery,
+    SegmentStatsAqi,
+    SegmentStatsAqiPage,
+    SegmentStatsAqiQuery,
+    SubIndex,
+)
+from telemetry import aqi as hj633
 from telemetry.errors import NotFoundError
 from telemetry.kinds.walkthrough.record import POLLUTANT_UNITS
-from telemetry.kinds.walkthrough.repository import segment_stats
-from telemetry.kinds.walkthrough.schemas import (
-    SegmentStats,
-    SegmentStatsPage,
-    SegmentStatsQuery,
-)
+from telemetry.kinds.walkthrough.repository import aqi_breakpoints, segment_medians, segment_stats
 from telemetry.roads.repository import fetch_segment
+from telemetry.settings import Settings
 from telemetry.web import BigintId, PoolDep, SettingsDep, error_responses
 
 __all__ = ["router"]
@@ -29,8 +35,8 @@ _GEOJSON: dict[int | str, dict[str, Any]] = {200: {"content": {"application/geo+
 
 
 async def _stats(
-    pool: PoolDep, settings: SettingsDep, query: SegmentStatsQuery
-) -> SegmentStatsPage:
+    pool: PoolDep, settings: SettingsDep, query: SegmentStatsAqiQuery
+) -> SegmentStatsAqiPage:
     since, until = query.resolved(datetime.now(UTC))
     rows = await segment_stats(
         pool,
@@ -44,7 +50,7 @@ async def _stats(
     )
     minimum = settings.segment_reliable_drive_days
     items = [
-        SegmentStats(
+        SegmentStatsAqi(
             segment_id=r["id"],
             source=r["source"],
             road_ref=r["road_ref"],
@@ -63,12 +69,96 @@ async def _stats(
         for r in rows[: query.limit]
     ]
     next_after = items[-1].segment_id if len(rows) > query.limit else None
-    return SegmentStatsPage(
+    if query.aqi != "none" and items:
+        indices = await _segment_aqi(pool, settings, query.aqi, [i.segment_id for i in items],
+                                     since=since, until=until)  # fmt: skip
+        items = [i.model_copy(update={"aqi": indices[i.segment_id]}) for i in items]
+    return SegmentStatsAqiPage(
         since=since, until=until, min_drive_days=minimum, items=items, next_after=next_after
     )
 
 
-def _feature_collection(page: SegmentStatsPage) -> Response:
+async def _segment_aqi(
+    pool: PoolDep,
+    settings: Settings,
+    report: str,
+    segment_ids: list[int],
+    *,
+    since: datetime,
+    until: datetime,
+) -> dict[int, SegmentAqi]:
+    """The indicative AQI of each segment (docs/domain.md §2.5): the sub-indices of its
+    medians across passes of the six HJ 633 pollutants, under the coverage rule of
+    :func:`telemetry.aqi.indicative_aqi`."""
+    table = hj633.BreakpointTable.from_rows(
+        settings.aqi_standard, await aqi_breakpoints(pool, settings.aqi_standard)
+    )
+    rows = await segment_medians(
+        pool, segment_ids, hj633.AQI_POLLUTANTS, since=since, until=until,
+        max_gap_s=settings.pass_max_gap_s,
+    )  # fmt: skip
+    place = {s: i for i, s in enumerate(segment_ids)}
+    column = {p: j for j, p in enumerate(hj633.AQI_POLLUTANTS)}
+    shape = (len(segment_ids), len(hj633.AQI_POLLUTANTS))
+    median, passes, days = np.full(shape, np.nan), np.zeros(shape, int), np.zeros(shape, int)
+    for r in rows:  # one row per segment and pollutant
+        at = place[r["segment_id"]], column[r["pollutant"]]
+        median[at], passes[at], days[at] = r["median"], r["passes"], r["drive_days"]
+    window_s = (until - since).total_seconds()
+    result = hj633.indicative_aqi(
+        median, passes, days, table=table, report=report, window_s=window_s,
+        min_passes=settings.aqi_hourly_min_passes,
+        min_drive_days=settings.segment_reliable_drive_days,
+    )  # fmt: skip
+
+    def why(i: int, j: int) -> str | None:
+        if result.covered[i, j]:
+            return None
+        if np.isnan(median[i, j]):
+            return "no pass with a value in the window"
+        if window_s < hj633.REPORT_WINDOW_S[report]:
+            return f"the window is shorter than the averaging time ({result.averaging[j]})"
+        if not result.units[j]:
+            return f"no {settings.aqi_standard} curve for {result.averaging[j]}"
+        if report == "hourly":
+            return f"fewer than {settings.aqi_hourly_min_passes} passes"
+        return f"fewer than {settings.segment_reliable_drive_days} drive days"
+
+    out = {}
+    for i, segment_id in enumerate(segment_ids):  # per segment of the page
+        value = result.value[i]
+        level = hj633.LEVELS[result.level[i] - 1] if result.level[i] > 0 else None
+        out[segment_id] = SegmentAqi(
+            report=report,
+            standard=settings.aqi_standard,
+            aqi=None if np.isnan(value) else int(value),
+            level=level.level if level else None,
+            category=level.category if level else None,
+            category_zh=level.category_zh if level else None,
+            colour=level.colour if level else None,
+            rgb=level.rgb if level else None,
+            primary_pollutants=[
+                p for j, p in enumerate(hj633.AQI_POLLUTANTS) if result.primary[i, j]
+            ],
+            complete=bool(result.covered[i].all()),
+            iaqi=[
+                SubIndex(
+                    pollutant=p,
+                    averaging=result.averaging[j],
+                    concentration=None if np.isnan(median[i, j]) else float(median[i, j]),
+                    unit=result.units[j] or POLLUTANT_UNITS[p],
+                    passes=int(passes[i, j]),
+                    drive_days=int(days[i, j]),
+                    iaqi=None if np.isnan(result.sub_index[i, j]) else int(result.sub_index[i, j]),
+                    reason=why(i, j),
+                )
+                for j, p in enumerate(hj633.AQI_POLLUTANTS)
+            ],
+        )
+    return out
+
+
+def _feature_collection(page: SegmentStatsAqiPage) -> Response:
     """The page as a GeoJSON FeatureCollection, the window and the cursor as foreign members
     (RFC 7946 §6.1)."""
     features = [
@@ -90,25 +180,31 @@ def _feature_collection(page: SegmentStatsPage) -> Response:
 
 @router.get(
     "/stats",
-    response_model=SegmentStatsPage,
+    response_model=SegmentStatsAqiPage,
     responses=_GEOJSON,
 )
 async def get_segment_stats(
-    pool: PoolDep, settings: SettingsDep, query: Annotated[SegmentStatsQuery, Query()]
-) -> SegmentStatsPage | Response:
+    pool: PoolDep, settings: SettingsDep, query: Annotated[SegmentStatsAqiQuery, Query()]
+) -> SegmentStatsAqiPage | Response:
     """The street map of a pollutant over a window (by default the last 30 days, at most 366):
     per segment with at least one drive pass, the median across passes of each pass's mean,
     the number of passes and of distinct drive days (China Standard Time), and ``reliable``
     from the configured number of drive days. Passes are found as detection finds them, from
     valid (flag ``N``) readings snapped to segments. ``format=geojson`` answers a GeoJSON
-    FeatureCollection. Segments in id order; follow ``next_after``."""
+    FeatureCollection. Segments in id order; follow ``next_after``.
+
+    ``aqi=hourly`` or ``aqi=daily`` adds each segment's **indicative** AQI: the HJ 633
+    sub-indices of its medians across passes of SO2, NO2, CO, O3, PM10 and PM2.5, the AQI,
+    the primary pollutants, the level and its colour. A sub-index is given only where the
+    window is at least the averaging time and the pollutant rests on enough passes (hourly)
+    or drive days (daily); see docs/domain.md §2.5. Not a legal AQI."""
     page = await _stats(pool, settings, query)
     return _feature_collection(page) if query.format == "geojson" else page
 
 
 @router.get("/stats.geojson", responses=_GEOJSON)
 async def get_segment_stats_geojson(
-    pool: PoolDep, settings: SettingsDep, query: Annotated[SegmentStatsQuery, Query()]
+    pool: PoolDep, settings: SettingsDep, query: Annotated[SegmentStatsAqiQuery, Query()]
 ) -> Response:
     """``/segments/stats`` as a GeoJSON FeatureCollection, whatever ``format`` says."""
     return _feature_collection(await _stats(pool, settings, query))

@@ -20,6 +20,7 @@ __all__ = [
     "enabled_credentials",
     "hj212_stations",
     "list_accounts",
+    "set_declared_units",
     "set_hj212",
     "upsert",
 ]
@@ -151,6 +152,33 @@ async def set_hj212(conn: asyncpg.Connection, station: Station) -> bool:
         station.lon,
     )
     return row is not None
+
+
+_SET_UNIT = """
+INSERT INTO vehicle_declared_units (vehicle_id, channel, unit) VALUES ($1, $2, $3)
+ON CONFLICT (vehicle_id, channel) DO UPDATE SET unit = EXCLUDED.unit, set_at = now()
+"""
+_DELETE_UNIT = "DELETE FROM vehicle_declared_units WHERE vehicle_id = $1 AND channel = $2"
+_DECLARED_UNITS = """
+SELECT channel, unit FROM vehicle_declared_units WHERE vehicle_id = $1 ORDER BY channel
+"""
+
+
+async def set_declared_units(
+    conn: asyncpg.Connection, vehicle_id: str, units: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Set a registered vehicle's declared units (table ``vehicle_declared_units``,
+    migration 0017), {channel: unit}; an empty unit removes the channel's declaration, and
+    channels not named keep theirs. Returns its declarations before and after."""
+    async with conn.transaction():
+        before = {r["channel"]: r["unit"] for r in await conn.fetch(_DECLARED_UNITS, vehicle_id)}
+        for channel, unit in units.items():
+            if unit:
+                await conn.execute(_SET_UNIT, vehicle_id, channel, unit)
+            else:
+                await conn.execute(_DELETE_UNIT, vehicle_id, channel)
+        after = {r["channel"]: r["unit"] for r in await conn.fetch(_DECLARED_UNITS, vehicle_id)}
+    return before, after
 
 
 async def hj212_stations(conn: asyncpg.Connection, mns: list[str]) -> dict[str, Station]:

@@ -7,7 +7,7 @@ as a hash. Every change reaches the broker through the table's NOTIFY (see ``run
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 import asyncpg
 
@@ -16,10 +16,11 @@ from telemetry.broker.passwords import generate_password, hash_password
 from telemetry.errors import ConflictError, NotFoundError, ValidationError
 from telemetry.hj212.station import Station
 from telemetry.kinds.contract import Kind
+from telemetry.kinds.walkthrough.record import DECLARED_UNITS, POLLUTANT_UNITS
 from telemetry.store import audit
 from telemetry.store.audit import Actor
 
-__all__ = ["check_vehicle_id", "register", "register_simulated", "revoke"]
+__all__ = ["check_vehicle_id", "declared_units", "register", "register_simulated", "revoke"]
 
 # Also the table's CHECK: nothing an MQTT topic level, an ACL or a password file treats
 # specially ('/', '+', '#', ':', spaces), and the topic contract's 64 characters.
@@ -53,6 +54,7 @@ async def register(
     new_password: bool = False,
     reserved: Collection[str] = (),
     hj212: Station | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> str | None:
     """Register a vehicle and return its new password (the only time it is seen).
 
@@ -60,8 +62,9 @@ async def register(
     stops working and the account is enabled again). ``reserved``: names the broker uses for
     its own accounts, which no vehicle may take. ``hj212``: its HJ 212 analyser (MN, PW,
     options, fixed position); given for a vehicle already registered without
-    ``new_password``, only the analyser changes and None is returned. The change is audited
-    as ``actor``'s."""
+    ``new_password``, only the analyser changes and None is returned. ``units``: its
+    declared units, {channel: unit} from :func:`declared_units` (an empty unit removes a
+    declaration), likewise. The change is audited as ``actor``'s."""
     check_vehicle_id(vehicle_id)
     if vehicle_id in reserved:
         raise ConflictError(f"{vehicle_id!r} is the name of one of the broker's own accounts")
@@ -71,8 +74,10 @@ async def register(
         written = await repository.upsert(conn, [row], replace=new_password)
         if hj212 is not None:
             await _set_analyser(conn, hj212, actor)
-            if not written:
-                return None
+        if units:
+            await _set_units(conn, vehicle_id, dict(units), actor)
+        if not written and (hj212 is not None or units):
+            return None
         if not written:
             raise ConflictError(
                 f"vehicle {vehicle_id!r} is already registered; give --new-password to issue a "
@@ -88,6 +93,59 @@ async def register(
             after={"vehicle_id": vehicle_id, "kind": row[1], "enabled": True},
         )
     return password
+
+
+_CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_OTHER_UNIT = re.compile(r"\S{1,32}")
+
+
+def _unit_name(unit: str) -> str:
+    """``µg/m³`` and the like in the spelling of :data:`DECLARED_UNITS`."""
+    return unit.strip().lower().replace("µ", "u").replace("μ", "u").replace("³", "3")
+
+
+def declared_units(texts: Collection[str]) -> dict[str, str]:
+    """Declared units from ``CHANNEL=UNIT`` texts (docs/domain.md §5.6): a walk-through
+    pollutant (any case; ``PM2.5`` is ``pm25``) takes one of :data:`DECLARED_UNITS`, never a
+    volume fraction for PM or TVOC, which have no single molar mass; any other channel (an
+    extra channel of a portable instrument) takes any unit without spaces. ``CHANNEL=``
+    removes the channel's declaration. A bad text is a ``ValidationError``, never a guess."""
+    units: dict[str, str] = {}
+    for text in texts:
+        channel, eq, unit = text.partition("=")
+        channel, unit = channel.strip(), unit.strip()
+        if not eq or not _CHANNEL.fullmatch(channel):
+            raise ValidationError(f"unit {text!r}: CHANNEL=UNIT, e.g. NO2=ppb")
+        pollutant = channel.lower().replace(".", "")
+        if pollutant in POLLUTANT_UNITS:
+            channel, unit = pollutant, _unit_name(unit) if unit else ""
+            if unit and unit not in DECLARED_UNITS:
+                raise ValidationError(
+                    f"unit {text!r}: a {pollutant} unit is one of {', '.join(DECLARED_UNITS)}"
+                )
+            if unit in ("ppb", "ppm") and pollutant in ("pm25", "pm10", "tvoc"):
+                raise ValidationError(
+                    f"unit {text!r}: {pollutant} has no single molar mass, so no volume unit"
+                )
+        elif unit and not _OTHER_UNIT.fullmatch(unit):
+            raise ValidationError(f"unit {text!r}: 1 to 32 characters without spaces")
+        units[channel] = unit
+    return units
+
+
+async def _set_units(
+    conn: asyncpg.Connection, vehicle_id: str, units: dict[str, str], actor: Actor
+) -> None:
+    before, after = await repository.set_declared_units(conn, vehicle_id, units)
+    await audit.record(
+        conn,
+        actor,
+        action="declared_units",
+        entity="vehicle",
+        entity_id=vehicle_id,
+        before={"units": before},
+        after={"units": after},
+    )
 
 
 async def _set_analyser(conn: asyncpg.Connection, station: Station, actor: Actor) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 
 from telemetry.columns import FloatArray, IntArray
+from telemetry.errors import NotFoundError
 
-__all__ = ["list_vehicles", "upsert_vehicles"]
+__all__ = ["list_vehicles", "require_vehicle", "upsert_vehicles"]
 
 _LIST = """
     SELECT vehicle_id, kind, last_ts, last_lat, last_lon, last_received_at, readings,
@@ -39,6 +40,19 @@ async def list_vehicles(
     """
     rows = await pool.fetch(_LIST, float(online_s), kind, online, after, limit)
     return [dict(r) for r in rows]
+
+
+async def require_vehicle(conn: asyncpg.Pool | asyncpg.Connection, vehicle_id: str) -> None:
+    """Raise :class:`NotFoundError` unless the vehicle has sent data or is registered with the
+    broker (``telemetry vehicles register``): settings for a mistyped id are refused rather
+    than kept for a vehicle that never comes."""
+    known = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM vehicles WHERE vehicle_id = $1)"
+        " OR EXISTS (SELECT 1 FROM vehicle_accounts WHERE vehicle_id = $1)",
+        vehicle_id,
+    )
+    if not known:
+        raise NotFoundError(f"no vehicle {vehicle_id!r}: it has sent nothing and is not registered")
 
 
 async def upsert_vehicles(

@@ -15,6 +15,10 @@ no Python loop per reading.
 - **Assessment.** Readings binned by distance ring × direction sector, per substance: the
   maximum, the latest by measurement time, the count and the worst tier; which sectors reach
   each tier, and how far from the source each tier is exceeded.
+- **Wind.** The vector mean of the measured wind gives the downwind axis; readings are also
+  binned by sector relative to it, upwind readings near the source are the control readings
+  HJ 589 asks for, and the receptor tier (an ambient reference value) is reported as the
+  readings' share of it (docs/domain.md §4.5, §4.6).
 """
 
 from __future__ import annotations
@@ -35,20 +39,25 @@ from telemetry.kinds.contract import Kind
 __all__ = [
     "DEFAULT_RINGS_KM",
     "DEFAULT_SECTORS",
+    "DOWNWIND",
     "MASS_UNITS",
     "MOLAR_MASS_G_MOL",
     "MOLAR_VOLUME_L",
     "SEVERITIES",
     "UNITS",
+    "UPWIND",
     "VOLUME_UNITS",
+    "WIND_SECTORS",
     "Assessment",
     "IncidentMatch",
     "TierTable",
+    "Wind",
     "assess",
     "assign_incidents",
     "assign_tiers",
     "convert",
     "incident_exceedances",
+    "mean_wind",
     "mgm3_to_ppm",
     "ppm_to_mgm3",
     "ring_edges_m",
@@ -56,6 +65,8 @@ __all__ = [
     "sector_names",
     "sector_of",
     "sector_polygon",
+    "wind_sector_bearings",
+    "wind_sector_of",
 ]
 
 BoolArray = npt.NDArray[np.bool_]
@@ -202,7 +213,9 @@ class TierTable:
     ``limit`` is its limit in that basis. ``rank`` orders the tiers of one substance by
     concentration (the ppm equivalent where the molar mass is known); ``severity`` is the
     row's severity raised, if needed, to that of every lower tier, so that severity never
-    falls as the tier rises.
+    falls as the tier rises. ``receptor`` marks the ambient reference values for receptors
+    (docs/domain.md §4.5): they are reported by the assessment, never assigned to readings
+    as their tier nor alerted, and they raise no other tier's severity.
     """
 
     id: IntArray
@@ -218,6 +231,7 @@ class TierTable:
     source: ObjectArray
     confirmed: BoolArray
     note: ObjectArray
+    receptor: BoolArray
 
     @classmethod
     def from_rows(
@@ -253,10 +267,13 @@ class TierTable:
         # Severity never falls as the tier rises: a running maximum inside each substance,
         # offset per substance so that it cannot carry over from the previous one.
         severity_no = np.array([SEVERITIES.index(r["severity"]) for r in records], dtype=np.int64)
+        receptor = np.array([bool(r.get("receptor", False)) for r in records], dtype=bool)
         sorted_sub = substance[order].astype(str)
         group = np.cumsum(np.r_[False, sorted_sub[1:] != sorted_sub[:-1]]) if len(order) else order
         offset = group * len(SEVERITIES)
-        raised = np.maximum.accumulate(severity_no[order] + offset) - offset
+        carried = np.where(receptor, 0, severity_no)[order]
+        raised = np.maximum.accumulate(carried + offset) - offset
+        raised = np.where(receptor[order], severity_no[order], raised)
         severity_sorted = np.array(SEVERITIES, dtype=object)[raised]
         severity = np.empty(len(records), dtype=object)
         severity[order] = severity_sorted
@@ -274,6 +291,7 @@ class TierTable:
             source=column("source"),
             confirmed=np.array([bool(r.get("confirmed", True)) for r in records], dtype=bool),
             note=column("note"),
+            receptor=receptor,
         )
 
     def __len__(self) -> int:
@@ -284,9 +302,14 @@ class TierTable:
         return "ppm" if self.basis_ppm[position] else "mg/m3"
 
     def of(self, substance: str) -> npt.NDArray[np.intp]:
-        """Positions of ``substance``'s tiers, lowest first."""
-        rows = np.flatnonzero(self.substance == substance)
+        """Positions of ``substance``'s tiers other than its receptor tier, lowest first."""
+        rows = np.flatnonzero((self.substance == substance) & ~self.receptor)
         return rows[np.argsort(self.rank[rows])]
+
+    def receptor_of(self, substance: str) -> int:
+        """The position of ``substance``'s receptor tier (the lowest, if several), or -1."""
+        rows = np.flatnonzero((self.substance == substance) & self.receptor)
+        return int(rows[np.argmin(self.rank[rows])]) if rows.shape[0] else -1
 
 
 def assign_tiers(
@@ -296,7 +319,8 @@ def assign_tiers(
 
     A reading exceeds a tier of its substance when its value in the tier's basis is strictly
     above the limit (at the limit is not an exceedance: its multiple would be 0). A value
-    that could not be converted into the basis (NaN) exceeds nothing there.
+    that could not be converted into the basis (NaN) exceeds nothing there. Receptor tiers
+    are left out.
     """
     substance = np.asarray(substance, dtype=object)
     out = np.full(substance.shape[0], -1, dtype=np.intp)
@@ -306,7 +330,9 @@ def assign_tiers(
         readings = np.flatnonzero(substance == name)
         if readings.shape[0] == 0:
             continue
-        rows = np.flatnonzero(tiers.substance == name)
+        rows = np.flatnonzero((tiers.substance == name) & ~tiers.receptor)
+        if rows.shape[0] == 0:
+            continue
         values = np.where(
             tiers.basis_ppm[rows][None, :],
             np.asarray(value_ppm)[readings][:, None],
@@ -417,6 +443,116 @@ def incident_exceedances(
     return found
 
 
+# --- wind ----------------------------------------------------------------------------------
+
+#: Sectors relative to the downwind axis, numbered clockwise from it: facing downwind, the
+#: right-hand side is clockwise.
+WIND_SECTORS: tuple[str, ...] = ("downwind", "crosswind_right", "upwind", "crosswind_left")
+DOWNWIND, CROSSWIND_RIGHT, UPWIND, CROSSWIND_LEFT = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class Wind:
+    """The wind over an incident: the vector mean of the readings that measured it within the
+    window ending at the latest of them.
+
+    ``from_deg`` is where the mean wind blows from (meteorological convention, clockwise from
+    north) and ``downwind_deg`` where it blows to; both NaN when there is no reading or the
+    mean is calm. ``steadiness`` is the vector mean's speed over the mean speed (1: one
+    direction throughout; near 0: the direction turned round).
+    """
+
+    readings: int
+    first_us: int
+    last_us: int
+    speed_ms: float
+    mean_speed_ms: float
+    from_deg: float
+    steadiness: float
+    calm: bool
+
+    @property
+    def downwind_deg(self) -> float:
+        return float((self.from_deg + 180.0) % 360.0)
+
+
+def mean_wind(
+    ts_us: IntArray,
+    speed_ms: FloatArray,
+    from_deg: FloatArray,
+    *,
+    window_s: float,
+    calm_ms: float,
+) -> Wind:
+    """The vector mean of the wind readings (one per vehicle and time) within ``window_s``
+    of the latest; readings without both speed and direction are left out. A mean speed
+    below ``calm_ms`` is calm: no direction."""
+    ts = np.asarray(ts_us, dtype=np.int64)
+    speed = np.asarray(speed_ms, dtype=np.float64)
+    direction = np.asarray(from_deg, dtype=np.float64)
+    known = ~np.isnan(speed) & ~np.isnan(direction)
+    if not known.any():
+        return Wind(0, 0, 0, np.nan, np.nan, np.nan, np.nan, False)
+    last = int(ts[known].max())
+    inside = known & (ts >= last - int(window_s * 1e6))
+    theta = np.radians(direction[inside])
+    # The air moves towards from + 180°: east and north components of that motion.
+    east = float(np.mean(-speed[inside] * np.sin(theta)))
+    north = float(np.mean(-speed[inside] * np.cos(theta)))
+    vector_speed = float(np.hypot(east, north))
+    mean_speed = float(speed[inside].mean())
+    calm = vector_speed < calm_ms
+    blows_from = np.nan if calm else float(np.degrees(np.arctan2(-east, -north)) % 360.0)
+    return Wind(
+        readings=int(inside.sum()),
+        first_us=int(ts[inside].min()),
+        last_us=last,
+        speed_ms=vector_speed,
+        mean_speed_ms=mean_speed,
+        from_deg=blows_from,
+        steadiness=vector_speed / mean_speed if mean_speed > 0 else np.nan,
+        calm=calm,
+    )
+
+
+def wind_sector_of(
+    bearing_deg: FloatArray,
+    downwind_deg: float,
+    *,
+    downwind_half_deg: float,
+    upwind_half_deg: float,
+) -> npt.NDArray[np.intp]:
+    """The sector of each bearing from the source relative to the downwind axis (see
+    :data:`WIND_SECTORS`): downwind within ± ``downwind_half_deg`` of the axis, upwind within
+    ± ``upwind_half_deg`` of the opposite bearing, crosswind right or left between; -1 where
+    the bearing or the axis is NaN. An edge belongs to the downwind or upwind sector."""
+    bearing = np.asarray(bearing_deg, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        relative = (bearing - downwind_deg + 180.0) % 360.0 - 180.0
+        off = np.abs(relative)
+        sector = np.where(
+            off <= downwind_half_deg,
+            DOWNWIND,
+            np.where(
+                off >= 180.0 - upwind_half_deg,
+                UPWIND,
+                np.where(relative > 0, CROSSWIND_RIGHT, CROSSWIND_LEFT),
+            ),
+        )
+    return np.where(np.isnan(relative), -1, sector).astype(np.intp)
+
+
+def wind_sector_bearings(
+    downwind_deg: float, *, downwind_half_deg: float, upwind_half_deg: float
+) -> list[tuple[float, float]]:
+    """Per sector of :data:`WIND_SECTORS`, its bearings from the source, clockwise from the
+    first to the second."""
+    d, dh, uh = downwind_deg, downwind_half_deg, upwind_half_deg
+    edges = [(d - dh, d + dh), (d + dh, d + 180 - uh), (d + 180 - uh, d + 180 + uh)]
+    edges.append((d + 180 + uh, d + 360 - dh))
+    return [(a % 360.0, b % 360.0) for a, b in edges]
+
+
 # --- rings and sectors ---------------------------------------------------------------------
 
 
@@ -520,6 +656,28 @@ class Assessment:
     reach_sectors: BoolArray  # (reach, sectors)
     reach_farthest_m: FloatArray
     reach_count: IntArray
+    # Relative to the downwind axis (empty without one): one element per non-empty (group,
+    # sector of WIND_SECTORS).
+    wind_group: npt.NDArray[np.intp]
+    wind_sector: npt.NDArray[np.intp]
+    wind_count: IntArray
+    wind_max: FloatArray
+    wind_latest: FloatArray
+    wind_latest_us: IntArray
+    wind_tier: npt.NDArray[np.intp]
+    wind_farthest_m: FloatArray
+    # Per group: the upwind control readings (upwind sector, within the control distance).
+    control_count: IntArray
+    control_latest: FloatArray
+    control_latest_us: IntArray
+    control_median: FloatArray
+    control_nearest_m: FloatArray
+    # Per group: its substance's receptor tier (-1: none comparable) and the readings' share
+    # of it, C/S: the largest, the latest, and how many readings are above it.
+    receptor_tier: npt.NDArray[np.intp]
+    receptor_max_ratio: FloatArray
+    receptor_latest_ratio: FloatArray
+    receptor_over: IntArray
 
 
 def _ranks(tier: npt.NDArray[np.intp], tiers: TierTable) -> IntArray:
@@ -570,10 +728,17 @@ def assess(
     tiers: TierTable,
     rings_km: Sequence[float] = DEFAULT_RINGS_KM,
     sectors: int = DEFAULT_SECTORS,
+    downwind_deg: float = np.nan,
+    downwind_half_deg: float = 45.0,
+    upwind_half_deg: float = 45.0,
+    control_max_m: float = np.inf,
 ) -> Assessment:
     """Bin readings by ring × sector per substance; see :class:`Assessment`.
 
-    Readings without a value in either basis are left out.
+    Readings without a value in either basis are left out. With a downwind axis
+    (``downwind_deg``, see :func:`wind_sector_of`), readings are also summed up by sector
+    relative to it, and those upwind within ``control_max_m`` of the source are the control
+    readings (HJ 589's upwind control point, docs/domain.md §4.6).
     """
     if sectors < 1:
         raise ValueError("sectors must be at least 1")
@@ -644,6 +809,54 @@ def assess(
     def nan_if_empty(a: FloatArray) -> FloatArray:
         return np.where(np.isneginf(a), np.nan, a)
 
+    # Relative to the wind: cells per (group, wind sector), then the control readings.
+    wind = wind_sector_of(
+        np.asarray(bearing_deg, dtype=np.float64)[usable],
+        downwind_deg,
+        downwind_half_deg=downwind_half_deg,
+        upwind_half_deg=upwind_half_deg,
+    )
+    placed = wind >= 0
+    wind_keys, wind_index = np.unique(group[placed] * len(WIND_SECTORS) + wind[placed],
+                                      return_inverse=True)  # fmt: skip
+    wind_index = wind_index.reshape(-1).astype(np.intp)
+    n_wind = wind_keys.shape[0]
+    wind_max = np.full(n_wind, -np.inf)
+    np.maximum.at(wind_max, wind_index, value[placed])
+    wind_latest, wind_latest_us = _latest(wind_index, ts[placed], value[placed], n_wind)
+    wind_far = np.full(n_wind, -np.inf)
+    np.maximum.at(wind_far, wind_index, dist[placed])
+
+    control = (wind == UPWIND) & (dist <= control_max_m)
+    control_count = np.bincount(group[control], minlength=n_groups).astype(np.int64)
+    control_latest, control_latest_us = _latest(group[control], ts[control], value[control],
+                                                n_groups)  # fmt: skip
+    control_nearest = np.full(n_groups, np.inf)
+    np.minimum.at(control_nearest, group[control], dist[control])
+    control_median = np.full(n_groups, np.nan)
+
+    receptor_tier = np.full(n_groups, -1, dtype=np.intp)
+    receptor_max = np.full(n_groups, np.nan)
+    receptor_latest = np.full(n_groups, np.nan)
+    receptor_over = np.zeros(n_groups, dtype=np.int64)
+    basis_ppm_values, basis_mgm3_values = value_ppm[usable], value_mgm3[usable]
+    for g in range(n_groups):  # per group, not per reading
+        members = group == g
+        if control_count[g]:
+            control_median[g] = float(np.median(value[members & control]))
+        row = tiers.receptor_of(str(group_substance[g]))
+        if row < 0:
+            continue
+        basis = basis_ppm_values if tiers.basis_ppm[row] else basis_mgm3_values
+        ratio = basis[members] / tiers.limit[row]
+        if np.isnan(ratio).all():
+            continue  # e.g. a mass reference for readings in ppm without a molar mass
+        receptor_tier[g] = row
+        receptor_max[g] = float(np.nanmax(ratio))
+        order = np.lexsort((np.arange(ratio.shape[0]), ts[members]))
+        receptor_latest[g] = float(ratio[order][-1])
+        receptor_over[g] = int((ratio > 1.0).sum())
+
     return Assessment(
         edges_m=edges,
         sectors=sectors,
@@ -669,4 +882,21 @@ def assess(
         reach_sectors=np.array(r_sectors, dtype=bool).reshape(len(r_group), sectors),
         reach_farthest_m=nan_if_empty(np.array(r_far, dtype=np.float64)),
         reach_count=np.array(r_count, dtype=np.int64),
+        wind_group=(wind_keys // len(WIND_SECTORS)).astype(np.intp),
+        wind_sector=(wind_keys % len(WIND_SECTORS)).astype(np.intp),
+        wind_count=np.bincount(wind_index, minlength=n_wind).astype(np.int64),
+        wind_max=nan_if_empty(wind_max),
+        wind_latest=wind_latest,
+        wind_latest_us=wind_latest_us,
+        wind_tier=_worst(tier[placed], wind_index, n_wind, tiers),
+        wind_farthest_m=nan_if_empty(wind_far),
+        control_count=control_count,
+        control_latest=control_latest,
+        control_latest_us=control_latest_us,
+        control_median=control_median,
+        control_nearest_m=np.where(np.isinf(control_nearest), np.nan, control_nearest),
+        receptor_tier=receptor_tier,
+        receptor_max_ratio=receptor_max,
+        receptor_latest_ratio=receptor_latest,
+        receptor_over=receptor_over,
     )

@@ -41,6 +41,7 @@ __all__ = [
     "create_tier",
     "get_incident",
     "incident_readings",
+    "incident_wind",
     "incidents_during",
     "insert_emergency",
     "insert_incident",
@@ -81,13 +82,13 @@ async def list_tiers(conn: asyncpg.Pool | asyncpg.Connection) -> list[dict[str, 
     """Every row of ``emergency_tiers``, by substance and id."""
     rows = await conn.fetch(
         "SELECT id, substance, tier, limit_value, unit, averaging, severity, source, confirmed, "
-        "note FROM emergency_tiers ORDER BY substance, id"
+        "note, receptor FROM emergency_tiers ORDER BY substance, id"
     )
     return [dict(r) for r in rows]
 
 
 _TIER_COLUMNS = (
-    "id, substance, tier, limit_value, unit, averaging, severity, source, confirmed, note"
+    "id, substance, tier, limit_value, unit, averaging, severity, source, confirmed, note, receptor"
 )
 
 
@@ -139,6 +140,7 @@ async def create_tier(
     source: str,
     confirmed: bool,
     note: str | None = None,
+    receptor: bool = False,
     by: Actor,
 ) -> dict[str, Any]:
     """Add a tier to a known substance (its name or an alias, any case) and return the row,
@@ -167,7 +169,8 @@ async def create_tier(
         with constraint_errors(conflict=f"{name} already has a tier {tier!r}"):
             created = await conn.fetchrow(
                 "INSERT INTO emergency_tiers (substance, tier, limit_value, unit, averaging, "
-                "severity, source, confirmed, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                "severity, source, confirmed, note, receptor) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
                 f"RETURNING {_TIER_COLUMNS}",
                 name,
                 tier,
@@ -178,6 +181,7 @@ async def create_tier(
                 source,
                 confirmed,
                 note,
+                receptor,
             )
         assert created is not None
         await audit.record(
@@ -647,4 +651,33 @@ async def incident_readings(
         "ts_us": np.array(row["ts_us"], dtype=np.int64),
         "distance_m": np.array(row["distance_m"], dtype=np.float64),
         "bearing_deg": np.array(row["bearing_deg"], dtype=np.float64),
+    }
+
+
+async def incident_wind(
+    conn: asyncpg.Pool | asyncpg.Connection, incident_id: int
+) -> dict[str, npt.NDArray[Any]]:
+    """The wind the vehicles measured at an incident's readings, once per vehicle and time
+    (the long form repeats it per substance): ts_us, wind_speed_ms, wind_dir_deg (the
+    direction it blows from), with both measured."""
+    row = await conn.fetchrow(
+        f"""
+        SELECT coalesce(array_agg(ts_us), '{{}}') AS ts_us,
+               coalesce(array_agg(speed), '{{}}') AS speed,
+               coalesce(array_agg(direction), '{{}}') AS direction
+        FROM (
+            SELECT DISTINCT ON (vehicle_id, ts) {_epoch_us("ts")} AS ts_us,
+                   wind_speed_ms::float8 AS speed, wind_dir_deg::float8 AS direction
+            FROM emergency_readings
+            WHERE incident_id = $1 AND wind_speed_ms IS NOT NULL AND wind_dir_deg IS NOT NULL
+            ORDER BY vehicle_id, ts
+        ) AS w
+        """,
+        incident_id,
+    )
+    assert row is not None
+    return {
+        "ts_us": np.array(row["ts_us"], dtype=np.int64),
+        "speed_ms": np.array(row["speed"], dtype=np.float64),
+        "from_deg": np.array(row["direction"], dtype=np.float64),
     }

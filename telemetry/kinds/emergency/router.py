@@ -14,31 +14,49 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query, status
 
+from telemetry.geo import destination
 from telemetry.kinds.emergency import repository as store
 from telemetry.kinds.emergency import service
 from telemetry.kinds.emergency.detection import (
+    WIND_SECTORS,
     Assessment,
     TierTable,
+    Wind,
     sector_names,
     sector_polygon,
+    wind_sector_bearings,
 )
 from telemetry.kinds.emergency.schemas import (
     AssessmentCell,
     AssessmentQuery,
+    AssessmentWind,
+    ControlPoint,
+    ControlReadings,
     Incident,
     IncidentAssessment,
     IncidentClose,
     IncidentOpen,
     IncidentPage,
     IncidentQuery,
+    ReceptorTier,
     Substance,
     SubstanceAssessment,
     Tier,
     TierCreate,
     TierReach,
     TierUpdate,
+    WindSectorCell,
 )
-from telemetry.web import AdminDep, BigintId, IntegerId, OfficerDep, PoolDep, error_responses
+from telemetry.settings import Settings
+from telemetry.web import (
+    AdminDep,
+    BigintId,
+    IntegerId,
+    OfficerDep,
+    PoolDep,
+    SettingsDep,
+    error_responses,
+)
 
 __all__ = ["router"]
 
@@ -111,35 +129,61 @@ async def get_incident(pool: PoolDep, incident_id: BigintId) -> Incident:
     responses=error_responses(404),
 )
 async def get_assessment(
-    pool: PoolDep, incident_id: BigintId, query: Annotated[AssessmentQuery, Query()]
+    pool: PoolDep,
+    settings: SettingsDep,
+    incident_id: BigintId,
+    query: Annotated[AssessmentQuery, Query()],
 ) -> IncidentAssessment:
     """The rapid assessment: per substance, the maximum and latest concentration by distance
     ring and direction sector from the source, the worst tier per cell, the sectors reaching
-    each tier and the farthest distance each tier is exceeded at."""
-    incident, result, tiers = await service.assess_incident(
+    each tier and the farthest distance each tier is exceeded at.
+
+    With the wind the vehicles measured (``wind``: the vector mean of the latest readings,
+    docs/domain.md §4.6): per substance, its readings by sector relative to the downwind axis
+    (downwind, crosswind right and left, upwind), the upwind control readings, and whether
+    any exist (``control_point``; ``lacks_control_point`` when none does, as HJ 589 asks for
+    one). ``receptor``: the share of the substance's ambient reference value for receptors
+    (GB 3095, HJ 2.2-2018 Appendix D; tiers with ``receptor`` true)."""
+    incident, result, tiers, wind = await _assess(pool, settings, incident_id, query)
+    return _assessment_model(incident, result, tiers, wind, settings)
+
+
+async def _assess(
+    pool: PoolDep, settings: Settings, incident_id: int, query: AssessmentQuery
+) -> tuple[dict[str, Any], Assessment, TierTable, Wind]:
+    return await service.assess_incident(
         pool,
         incident_id,
         substance=query.substance,
         rings_km=query.rings(),
         sectors=query.sectors,
+        wind_rule=_wind_rule(settings),
     )
-    return _assessment_model(incident, result, tiers)
+
+
+def _wind_rule(settings: Settings) -> service.WindRule:
+    return service.WindRule(
+        window_s=settings.emergency_wind_window_s,
+        calm_ms=settings.emergency_wind_calm_ms,
+        downwind_half_deg=settings.emergency_downwind_half_angle_deg,
+        upwind_half_deg=settings.emergency_upwind_half_angle_deg,
+        control_max_m=settings.emergency_control_max_m,
+    )
 
 
 @router.get("/incidents/{incident_id}/assessment.geojson", responses=error_responses(404))
 async def get_assessment_geojson(
-    pool: PoolDep, incident_id: BigintId, query: Annotated[AssessmentQuery, Query()]
+    pool: PoolDep,
+    settings: SettingsDep,
+    incident_id: BigintId,
+    query: Annotated[AssessmentQuery, Query()],
 ) -> dict[str, Any]:
-    """The assessment as a GeoJSON FeatureCollection: the source point, then one polygon per
-    substance and non-empty ring × sector, with its readings, max, latest and worst tier."""
-    incident, result, tiers = await service.assess_incident(
-        pool,
-        incident_id,
-        substance=query.substance,
-        rings_km=query.rings(),
-        sectors=query.sectors,
-    )
-    body = _assessment_model(incident, result, tiers)
+    """The assessment as a GeoJSON FeatureCollection: the source point (with the wind and
+    the control point), the downwind axis as a line to the outermost ring when there is one,
+    then one polygon per substance and non-empty ring × sector, with its readings, max,
+    latest and worst tier."""
+    incident, result, tiers, wind = await _assess(pool, settings, incident_id, query)
+    body = _assessment_model(incident, result, tiers, wind, settings)
     features: list[dict[str, Any]] = [
         {
             "type": "Feature",
@@ -147,9 +191,29 @@ async def get_assessment_geojson(
             "properties": {
                 "feature": "source",
                 **body.incident.model_dump(mode="json"),
+                "wind": body.wind.model_dump(mode="json"),
+                "control_point": body.control_point.model_dump(mode="json"),
             },
         }
     ]
+    if body.wind.downwind_deg is not None:
+        lat, lon = destination(
+            incident["lat"], incident["lon"], np.array([body.wind.downwind_deg]),
+            float(result.edges_m[-1]),
+        )  # fmt: skip
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "LineString",
+                    "coordinates": [
+                        [incident["lon"], incident["lat"]],
+                        [round(float(lon[0]), 7), round(float(lat[0]), 7)],
+                    ],
+                },
+                "properties": {"feature": "downwind_axis", **body.wind.model_dump(mode="json")},
+            }
+        )
     for sub in body.substances:
         for cell in sub.cells:
             ring = sector_polygon(
@@ -255,8 +319,113 @@ def _tier_name(tiers: TierTable, position: int) -> tuple[str | None, str | None]
     return str(tiers.tier[position]), str(tiers.severity[position])
 
 
+def _wind_model(wind: Wind, settings: Settings) -> AssessmentWind:
+    return AssessmentWind(
+        readings=wind.readings,
+        window_s=settings.emergency_wind_window_s,
+        since=_time(wind.first_us) if wind.readings else None,
+        until=_time(wind.last_us) if wind.readings else None,
+        speed_ms=_optional(wind.speed_ms),
+        mean_speed_ms=_optional(wind.mean_speed_ms),
+        from_deg=_optional(wind.from_deg),
+        downwind_deg=_optional(wind.downwind_deg),
+        steadiness=_optional(wind.steadiness),
+        calm=wind.calm,
+    )
+
+
+def _wind_cells(
+    result: Assessment, tiers: TierTable, g: int, wind: Wind, settings: Settings
+) -> list[WindSectorCell]:
+    """Group ``g``'s cells relative to the downwind axis."""
+    if np.isnan(wind.from_deg):
+        return []
+    bearings = wind_sector_bearings(
+        wind.downwind_deg,
+        downwind_half_deg=settings.emergency_downwind_half_angle_deg,
+        upwind_half_deg=settings.emergency_upwind_half_angle_deg,
+    )
+    cells = []
+    for k in np.flatnonzero(result.wind_group == g).tolist():
+        sector = int(result.wind_sector[k])
+        worst, severity = _tier_name(tiers, int(result.wind_tier[k]))
+        cells.append(
+            WindSectorCell(
+                sector=WIND_SECTORS[sector],
+                from_deg=round(bearings[sector][0], 3),
+                to_deg=round(bearings[sector][1], 3),
+                readings=int(result.wind_count[k]),
+                max=float(result.wind_max[k]),
+                latest=float(result.wind_latest[k]),
+                latest_at=_time(int(result.wind_latest_us[k])),
+                worst_tier=worst,
+                severity=severity,
+                farthest_m=float(result.wind_farthest_m[k]),
+            )
+        )
+    return cells
+
+
+def _control(result: Assessment, g: int) -> ControlReadings | None:
+    if result.control_count[g] == 0:
+        return None
+    return ControlReadings(
+        readings=int(result.control_count[g]),
+        latest=float(result.control_latest[g]),
+        latest_at=_time(int(result.control_latest_us[g])),
+        median=float(result.control_median[g]),
+        nearest_m=float(result.control_nearest_m[g]),
+    )
+
+
+def _receptor(result: Assessment, tiers: TierTable, g: int) -> ReceptorTier | None:
+    row = int(result.receptor_tier[g])
+    if row < 0:
+        return None
+    return ReceptorTier(
+        tier=str(tiers.tier[row]),
+        limit=float(tiers.limit[row]),
+        unit=tiers.basis_unit(row),
+        limit_value=float(tiers.limit_value[row]),
+        limit_unit=str(tiers.unit[row]),
+        averaging=str(tiers.averaging[row]),
+        source=str(tiers.source[row]),
+        confirmed=bool(tiers.confirmed[row]),
+        note=tiers.note[row],
+        max_ratio=float(result.receptor_max_ratio[g]),
+        latest_ratio=float(result.receptor_latest_ratio[g]),
+        readings_over=int(result.receptor_over[g]),
+    )
+
+
+def _control_point(
+    result: Assessment, wind: Wind, settings: Settings, substances: list[str]
+) -> ControlPoint:
+    reason = None
+    if not substances:
+        if wind.readings == 0:
+            reason = "no reading measured the wind, so upwind is unknown"
+        elif wind.calm:
+            reason = "the wind is calm, so upwind is undefined"
+        else:
+            reason = (
+                f"no reading upwind of the source within {settings.emergency_control_max_m:g} m"
+            )
+    return ControlPoint(
+        present=bool(substances),
+        reason=reason,
+        max_distance_m=settings.emergency_control_max_m,
+        upwind_half_angle_deg=settings.emergency_upwind_half_angle_deg,
+        substances=substances,
+    )
+
+
 def _assessment_model(
-    incident: dict[str, Any], result: Assessment, tiers: TierTable
+    incident: dict[str, Any],
+    result: Assessment,
+    tiers: TierTable,
+    wind: Wind,
+    settings: Settings,
 ) -> IncidentAssessment:
     """Shape the arrays of :class:`Assessment` (one loop step per cell and tier, not per
     reading)."""
@@ -318,13 +487,22 @@ def _assessment_model(
                 outside_rings=int(result.group_outside[g]),
                 tiers=reaches,
                 cells=cells,
+                wind_sectors=_wind_cells(result, tiers, g, wind, settings),
+                control=_control(result, g),
+                receptor=_receptor(result, tiers, g),
             )
         )
+    controlled = sorted({s.substance for s in substances if s.control is not None})
+    control_point = _control_point(result, wind, settings, controlled)
     return IncidentAssessment(
         incident=Incident.model_validate(incident),
         rings_km=edges_km,
         sectors=result.sectors,
         sector_width_deg=width,
         readings=int(result.group_count.sum()),
+        wind=_wind_model(wind, settings),
+        downwind_half_angle_deg=settings.emergency_downwind_half_angle_deg,
+        control_point=control_point,
+        lacks_control_point=not control_point.present,
         substances=substances,
     )

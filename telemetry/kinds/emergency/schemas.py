@@ -25,18 +25,23 @@ from telemetry.web import (
 __all__ = [
     "AssessmentCell",
     "AssessmentQuery",
+    "AssessmentWind",
+    "ControlPoint",
+    "ControlReadings",
     "Incident",
     "IncidentAssessment",
     "IncidentClose",
     "IncidentOpen",
     "IncidentPage",
     "IncidentQuery",
+    "ReceptorTier",
     "Substance",
     "SubstanceAssessment",
     "Tier",
     "TierCreate",
     "TierReach",
     "TierUpdate",
+    "WindSectorCell",
 ]
 
 SubstanceName = Name
@@ -167,6 +172,10 @@ class Tier(BaseModel):
     source: str
     confirmed: bool
     note: str | None
+    receptor: bool = Field(
+        description="an ambient reference value for receptors: reported by the assessment, "
+        "never alerted"
+    )
 
 
 class TierUpdate(BodyModel):
@@ -191,6 +200,11 @@ class TierCreate(TierUpdate):
         description="lower case, e.g. occupational, rel, erpg2, idlh; alerts use tier:<tier>"
     )
     averaging: Name = Field(description="the exposure time the value is defined for, e.g. 60min")
+    receptor: bool = Field(
+        False,
+        description="an ambient reference value for receptors (docs/domain.md §4.5), e.g. "
+        "tier ambient: the assessment reports the share of it, no alert is raised",
+    )
 
 
 class TierReach(BaseModel):
@@ -223,6 +237,52 @@ class AssessmentCell(BaseModel):
     severity: str | None
 
 
+WindSectorName = Literal["downwind", "crosswind_right", "upwind", "crosswind_left"]
+
+
+class WindSectorCell(BaseModel):
+    """A substance's readings in one sector relative to the downwind axis."""
+
+    sector: WindSectorName
+    from_deg: float = Field(description="bearing from the source where the sector starts")
+    to_deg: float = Field(description="bearing where it ends, clockwise")
+    readings: int
+    max: float
+    latest: float
+    latest_at: datetime
+    worst_tier: str | None
+    severity: str | None
+    farthest_m: float
+
+
+class ControlReadings(BaseModel):
+    """A substance's upwind control readings (HJ 589's 对照点)."""
+
+    readings: int
+    latest: float
+    latest_at: datetime
+    median: float
+    nearest_m: float = Field(description="distance from the source of the nearest of them")
+
+
+class ReceptorTier(BaseModel):
+    """The substance's ambient reference value for receptors and the readings' share of it,
+    C/S (占标率): an indicator, not a valid average (docs/domain.md §2.3, §4.5)."""
+
+    tier: str
+    limit: float = Field(description="in the unit of the substance's values here")
+    unit: str
+    limit_value: float = Field(description="as configured")
+    limit_unit: str
+    averaging: str
+    source: str
+    confirmed: bool
+    note: str | None
+    max_ratio: float
+    latest_ratio: float
+    readings_over: int = Field(description="readings above the reference value")
+
+
 class SubstanceAssessment(BaseModel):
     substance: str
     unit: str = Field(description="the unit of every value here: ppm, or mg/m3")
@@ -238,6 +298,41 @@ class SubstanceAssessment(BaseModel):
     outside_rings: int = Field(description="readings beyond the outermost ring")
     tiers: list[TierReach]
     cells: list[AssessmentCell]
+    wind_sectors: list[WindSectorCell] = Field(
+        description="by sector relative to the downwind axis; empty without one"
+    )
+    control: ControlReadings | None = Field(description="null: no upwind control reading")
+    receptor: ReceptorTier | None = Field(
+        description="null: the substance has no receptor tier its values compare with"
+    )
+
+
+class AssessmentWind(BaseModel):
+    """The vector mean of the wind measured at the incident's readings (once per vehicle
+    and time) within ``window_s`` of the latest of them."""
+
+    readings: int
+    window_s: float
+    since: datetime | None
+    until: datetime | None
+    speed_ms: float | None = Field(description="speed of the vector mean")
+    mean_speed_ms: float | None = Field(description="mean of the speeds")
+    from_deg: float | None = Field(
+        description="where the mean wind blows from, clockwise from north (meteorological)"
+    )
+    downwind_deg: float | None = Field(description="where it blows to: the downwind axis")
+    steadiness: float | None = Field(description="speed_ms / mean_speed_ms; 1: steady")
+    calm: bool = Field(description="the vector mean is below the calm speed: no axis")
+
+
+class ControlPoint(BaseModel):
+    """Whether an upwind control reading exists (HJ 589 asks for a control point upwind)."""
+
+    present: bool
+    reason: str | None = Field(description="why there is none")
+    max_distance_m: float
+    upwind_half_angle_deg: float
+    substances: list[str] = Field(description="substances with a control reading")
 
 
 class IncidentAssessment(BaseModel):
@@ -246,4 +341,10 @@ class IncidentAssessment(BaseModel):
     sectors: int
     sector_width_deg: float
     readings: int
+    wind: AssessmentWind
+    downwind_half_angle_deg: float
+    control_point: ControlPoint
+    lacks_control_point: bool = Field(
+        description="true: no upwind control reading, so nothing tells the background apart"
+    )
     substances: list[SubstanceAssessment]

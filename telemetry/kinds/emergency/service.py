@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -15,12 +16,26 @@ import numpy as np
 
 from telemetry.kinds.emergency import repository
 from telemetry.kinds.emergency.checks import check_tier
-from telemetry.kinds.emergency.detection import Assessment, TierTable, assess, assign_incidents
+from telemetry.kinds.emergency.detection import (
+    Assessment,
+    TierTable,
+    Wind,
+    assess,
+    assign_incidents,
+    mean_wind,
+)
 from telemetry.kinds.emergency.record import SubstanceTable
 from telemetry.store import audit
 from telemetry.store.audit import Actor
 
-__all__ = ["add_tier", "assess_incident", "change_tier", "open_incident", "tier_table"]
+__all__ = [
+    "WindRule",
+    "add_tier",
+    "assess_incident",
+    "change_tier",
+    "open_incident",
+    "tier_table",
+]
 
 _ALWAYS_US = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
 
@@ -130,6 +145,19 @@ async def change_tier(
     return await repository.update_tier(pool, tier_id, **fields, by=by)
 
 
+@dataclass(frozen=True, slots=True)
+class WindRule:
+    """How the assessment uses the measured wind (docs/domain.md §4.6): the averaging window,
+    the calm speed, the half angles of the downwind and upwind sectors, and how far from the
+    source an upwind reading still serves as the control point."""
+
+    window_s: float = 900.0
+    calm_ms: float = 0.5
+    downwind_half_deg: float = 45.0
+    upwind_half_deg: float = 45.0
+    control_max_m: float = 3000.0
+
+
 async def assess_incident(
     pool: asyncpg.Pool,
     incident_id: int,
@@ -137,13 +165,28 @@ async def assess_incident(
     substance: str | None,
     rings_km: Sequence[float],
     sectors: int,
-) -> tuple[dict[str, Any], Assessment, TierTable]:
-    """The incident, its rapid assessment (optionally of one substance) and the tiers used."""
+    wind_rule: WindRule | None = None,
+) -> tuple[dict[str, Any], Assessment, TierTable, Wind]:
+    """The incident, its rapid assessment (optionally of one substance), the tiers used and
+    the wind: the vector mean of the wind measured at the incident's readings, whose downwind
+    axis the assessment's wind sectors and control point are relative to."""
+    rule = wind_rule or WindRule()
     incident = await repository.get_incident(pool, incident_id)
     _, tiers = await tier_table(pool)
     readings = await repository.incident_readings(pool, incident_id)
+    measured = await repository.incident_wind(pool, incident_id)
+    wind = mean_wind(**measured, window_s=rule.window_s, calm_ms=rule.calm_ms)
     if substance is not None:
         wanted = readings["substance"] == substance.lower()
         readings = {name: column[wanted] for name, column in readings.items()}
-    result = assess(**readings, tiers=tiers, rings_km=rings_km, sectors=sectors)
-    return incident, result, tiers
+    result = assess(
+        **readings,
+        tiers=tiers,
+        rings_km=rings_km,
+        sectors=sectors,
+        downwind_deg=wind.downwind_deg,
+        downwind_half_deg=rule.downwind_half_deg,
+        upwind_half_deg=rule.upwind_half_deg,
+        control_max_m=rule.control_max_m,
+    )
+    return incident, result, tiers, wind

@@ -41,7 +41,7 @@ def check_walkthrough(batch: WalkthroughBatch, *, now_us: int, limits: Limits) -
     checks = Checks(len(batch))
     checks.finite((name, getattr(batch, name)) for name in _WALKTHROUGH_NUMERIC)
     checks.position_and_clock(batch.ts_us, batch.lat, batch.lon, now_us=now_us, limits=limits)
-    _, refused = declared_unit_factors(batch.units)
+    _, refused = declared_unit_factors(batch.units, batch.extra)
     checks.mark_each(refused != "", "unit", refused)
     checks.ranges((n, getattr(batch, n), lo, hi) for n, lo, hi in _WALKTHROUGH_RANGES)
     return checks.result()

@@ -7,9 +7,9 @@ Absent numeric values are NaN.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import msgspec
 import numpy as np
@@ -29,6 +29,7 @@ __all__ = [
     "WalkthroughBatch",
     "WalkthroughReading",
     "declared_unit_factors",
+    "vehicle_unit_factors",
     "walkthrough_batch",
 ]
 
@@ -96,6 +97,14 @@ class WalkthroughBatch(Columns):
     flag: npt.NDArray[np.str_]  # '<U1'
     extra: npt.NDArray[np.object_]  # dict | None: unknown fields as sent
     units: npt.NDArray[np.object_]  # dict | None: the units declared, as sent
+    # str | dict | None: the vehicle's zero/span calibration flag, as sent. Optional so that
+    # code building a batch field by field need not name it (None: no reading flagged).
+    calibration: npt.NDArray[np.object_] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.calibration is None:
+            none = np.full(self.ts_us.shape[0], None, dtype=object)
+            object.__setattr__(self, "calibration", none)
 
     def pollutant(self, name: str) -> FloatArray:
         if name not in POLLUTANT_UNITS:
@@ -105,6 +114,15 @@ class WalkthroughBatch(Columns):
 
 
 Flag = Annotated[str, msgspec.Meta(pattern="^[A-Z]$")]
+CalibrationKind = Literal["zero", "span"]
+CalibratedPollutant = Literal["pm25", "pm10", "no2", "o3", "so2", "co", "tvoc"]
+assert get_args(CalibratedPollutant) == POLLUTANTS
+if TYPE_CHECKING:
+    # ingest/hj212.py builds readings from a dict of floats (``**values``), which the type
+    # checker matches against every keyword not named; Any keeps that call checkable.
+    Calibration = Any
+else:
+    Calibration = CalibrationKind | dict[CalibratedPollutant, CalibrationKind]
 
 
 class WalkthroughReading(msgspec.Struct, frozen=True):
@@ -128,10 +146,15 @@ class WalkthroughReading(msgspec.Struct, frozen=True):
     wind_dir_deg: float | None = None
     flag: Flag = "N"
     units: dict[str, str] | None = None  # pollutant → one of DECLARED_UNITS
+    # A zero/span calibration in progress, of every pollutant or per pollutant
+    # (docs/domain.md §5.9).
+    calibration: Calibration | None = None
 
 
 _FLOAT_FIELDS = tuple(
-    f for f in WalkthroughReading.__struct_fields__ if f not in ("ts", "flag", "units")
+    f
+    for f in WalkthroughReading.__struct_fields__
+    if f not in ("ts", "flag", "units", "calibration")
 )
 # The float fields are contiguous in the struct, between ts and flag.
 _FLOATS = slice(1, 1 + len(_FLOAT_FIELDS))
@@ -140,13 +163,17 @@ assert WalkthroughReading.__struct_fields__[_FLOATS] == _FLOAT_FIELDS
 
 def declared_unit_factors(
     units: npt.NDArray[np.object_],
+    extra: npt.NDArray[np.object_] | None = None,
 ) -> tuple[FloatArray, npt.NDArray[np.object_]]:
     """Per reading and pollutant (in :data:`POLLUTANTS` order), the factor from the declared
     unit to the channel unit (1 where none is declared, NaN where the declaration is refused),
     and per reading why a declaration is refused (``''`` where none is): an unknown pollutant,
     an unknown unit, or a volume unit on a pollutant without a molar mass (PM, TVOC).
 
-    ``units`` holds each reading's declared units (a dict) or None.
+    ``units`` holds each reading's declared units (a dict) or None; ``extra`` each reading's
+    extra fields (a dict) or None: a unit declared for one of them (an extra channel of a
+    portable instrument) is kept as declared when it is one of :data:`DECLARED_UNITS`, and
+    not converted.
     """
     n = units.shape[0]
     factors = np.ones((n, len(POLLUTANTS)))
@@ -164,10 +191,17 @@ def declared_unit_factors(
     known = (channel >= 0) & (code >= 0)
     factor = np.where(known, UNIT_FACTORS[np.maximum(channel, 0), np.maximum(code, 0)], np.nan)
     factors[row[known], channel[known]] = factor[known]
+    # An extra channel of the reading keeps its (known) unit: nothing to convert.
+    carried = np.zeros(len(pairs), dtype=bool)
+    if extra is not None:
+        carried[:] = [bool(extra[i]) and k in extra[i] for i, k, _ in pairs]
+        factor = np.where((channel < 0) & carried & (code >= 0), 1.0, factor)
     choices = ", ".join(DECLARED_UNITS)
     why = np.where(
-        channel < 0,
-        np.char.add(np.char.add("units: ", name), " is not a pollutant of this kind"),
+        (channel < 0) & ~carried,
+        np.char.add(
+            np.char.add("units: ", name), " is neither a pollutant nor a channel of the reading"
+        ),
         np.where(
             code < 0,
             np.char.add(
@@ -182,6 +216,51 @@ def declared_unit_factors(
     return factors, problems
 
 
+def _keep_extra_units(extra: npt.NDArray[np.object_], units: npt.NDArray[np.object_]) -> None:
+    """Store the units a reading declares for its extra channels with them, under the key
+    ``units`` (a contract field, so never an extra field's name): the extra-channel series
+    returns each value with its unit (docs/domain.md §5.6)."""
+    for i in np.flatnonzero(units.astype(bool) & extra.astype(bool)).tolist():
+        own = {k: v for k, v in units[i].items() if k in extra[i] and k not in POLLUTANT_UNITS}
+        if own:
+            extra[i] = {**extra[i], "units": own}
+
+
+def _declared_pollutants(units: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+    """Per reading and pollutant (in :data:`POLLUTANTS` order), whether the reading declares
+    a unit for it itself."""
+    declared = np.zeros((units.shape[0], len(POLLUTANTS)), dtype=bool)
+    pairs = [(i, k) for i in np.flatnonzero(units.astype(bool)).tolist() for k in units[i]]
+    if pairs:
+        channel = _lookup(np.array([k for _, k in pairs], dtype=str), POLLUTANTS)
+        row = np.array([i for i, _ in pairs], dtype=np.intp)
+        declared[row[channel >= 0], channel[channel >= 0]] = True
+    return declared
+
+
+def vehicle_unit_factors(
+    vehicle_id: npt.NDArray[np.object_], vehicle_units: Mapping[str, Mapping[str, str]]
+) -> FloatArray:
+    """Per reading and pollutant (in :data:`POLLUTANTS` order), the factor from the unit its
+    vehicle declared at registration to the channel unit (1 where the vehicle declares
+    none). ``vehicle_units`` maps a vehicle id to {channel: unit}; channels that are not
+    pollutants of this kind (extra channels) are not converted, and a unit that does not
+    apply (which the registration refuses) gives NaN."""
+    factors = np.ones((vehicle_id.shape[0], len(POLLUTANTS)))
+    if not vehicle_units or vehicle_id.shape[0] == 0:
+        return factors
+    vehicles, inverse = np.unique(vehicle_id.astype(str), return_inverse=True)
+    per_vehicle = np.ones((vehicles.shape[0], len(POLLUTANTS)))
+    codes = {u: k for k, u in enumerate(DECLARED_UNITS)}
+    for v, name in enumerate(vehicles.tolist()):  # per vehicle, not per reading
+        for channel, unit in vehicle_units.get(name, {}).items():
+            if channel in POLLUTANT_UNITS:
+                code = codes.get(unit.lower())
+                factor = np.nan if code is None else UNIT_FACTORS[POLLUTANTS.index(channel), code]
+                per_vehicle[v, POLLUTANTS.index(channel)] = factor
+    return per_vehicle[inverse.reshape(-1)]
+
+
 def _lookup(values: npt.NDArray[np.str_], table: tuple[str, ...]) -> npt.NDArray[np.intp]:
     """Each value's index in ``table``, -1 where it is not there."""
     order = np.argsort(np.array(table, dtype=str))
@@ -191,10 +270,17 @@ def _lookup(values: npt.NDArray[np.str_], table: tuple[str, ...]) -> npt.NDArray
     return np.where(found, order[pos], -1).astype(np.intp)
 
 
-def walkthrough_batch(rows: KindRows) -> WalkthroughBatch:
+def walkthrough_batch(
+    rows: KindRows, vehicle_units: Mapping[str, Mapping[str, str]] | None = None
+) -> WalkthroughBatch:
     """Decoded walk-through rows as a column batch (None becomes NaN), pollutants declared in
     other units converted to the channel units (a refused declaration leaves NaN; the checks
-    dead-letter the reading)."""
+    dead-letter the reading).
+
+    ``vehicle_units``: the units each vehicle declared at registration ({vehicle id:
+    {channel: unit}}, see :func:`vehicle_unit_factors`), applied to the pollutants a reading
+    declares no unit for itself; a reading's own declaration wins. ``units`` stays as sent.
+    """
     records: Sequence[WalkthroughReading] = rows.records
     # One C-level conversion of all float fields (None becomes NaN), then a column each.
     table = np.array([astuple(r)[_FLOATS] for r in records], dtype=np.float64).reshape(
@@ -205,7 +291,13 @@ def walkthrough_batch(rows: KindRows) -> WalkthroughBatch:
     extra[:] = rows.extras
     units = np.empty(len(records), dtype=object)
     units[:] = [r.units for r in records]
-    factors, _ = declared_unit_factors(units)
+    factors, _ = declared_unit_factors(units, extra)
+    _keep_extra_units(extra, units)
+    if vehicle_units:
+        by_vehicle = vehicle_unit_factors(np.array(rows.vehicle_id, dtype=object), vehicle_units)
+        factors = np.where(_declared_pollutants(units), factors, by_vehicle)
+    calibration = np.empty(len(records), dtype=object)
+    calibration[:] = [r.calibration for r in records]
     for j, name in enumerate(POLLUTANTS):
         cols[name] *= factors[:, j]
     return WalkthroughBatch(
@@ -215,5 +307,6 @@ def walkthrough_batch(rows: KindRows) -> WalkthroughBatch:
         flag=np.array([r.flag for r in records], dtype="<U1"),
         extra=extra,
         units=units,
+        calibration=calibration,
         **cols,
     )

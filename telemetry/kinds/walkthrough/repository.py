@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from telemetry.columns import FloatArray, IntArray
 from telemetry.errors import NotFoundError, ValidationError
+from telemetry.kinds.walkthrough.detection.calibration import flagged_channels, mark_calibration
 from telemetry.kinds.walkthrough.detection.thresholds import ThresholdTable
 from telemetry.kinds.walkthrough.record import POLLUTANTS, WalkthroughBatch
 from telemetry.store import audit
@@ -25,13 +26,16 @@ from telemetry.store.staging import Staging, first_of_each_key, json_text
 from telemetry.store.versions import check_range, superseded_by
 
 __all__ = [
+    "aqi_breakpoints",
     "create_threshold",
     "data_quality",
+    "extra_series",
     "insert_walkthrough",
     "list_thresholds",
     "load_segment_roads",
     "load_thresholds",
     "pass_backgrounds",
+    "segment_medians",
     "segment_stats",
     "track_geojson",
 ]
@@ -123,18 +127,26 @@ async def insert_walkthrough(
     *,
     fault: npt.NDArray[np.object_] | None = None,
     fault_pollutants: npt.NDArray[np.object_] | None = None,
+    calibrated: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.intp]:
     """Insert the batch; return the positions (into ``batch``) of rows that were new.
 
     ``fault`` and ``fault_pollutants`` (comma-separated) are each reading's sensor fault
-    (``''``: none). Must run inside the caller's transaction. A reading whose (vehicle_id, ts)
-    is already stored is skipped, so a redelivered message changes nothing.
+    (``''``: none). Channels under calibration, flagged by the vehicle (``batch.calibration``)
+    or given in ``calibrated`` (readings × pollutants, e.g. an operator's registered periods),
+    are stored with the reason ``'calibration'`` instead (docs/domain.md §5.9). Must run
+    inside the caller's transaction. A reading whose (vehicle_id, ts) is already stored is
+    skipped, so a redelivered message changes nothing.
     """
     if len(batch) == 0:
         return np.empty(0, dtype=np.intp)
     none = np.full(len(batch), "", dtype=object)
     fault = none if fault is None else fault
     fault_pollutants = none if fault_pollutants is None else fault_pollutants
+    channels = flagged_channels(batch.calibration)
+    if calibrated is not None:
+        channels = channels | calibrated
+    fault, fault_pollutants = mark_calibration(fault, fault_pollutants, channels)
     keep = first_of_each_key(batch.vehicle_id, batch.ts_us)
     values = [
         keep.tolist(),
@@ -583,6 +595,136 @@ async def segment_stats(
     return result
 
 
+# --- the indicative AQI of segments (docs/domain.md §2.5) ---------------------------------------
+
+_AQI_BREAKPOINTS = """
+SELECT standard, pollutant, averaging, iaqi, concentration, unit, confirmed
+FROM aqi_breakpoints WHERE standard = $1 ORDER BY pollutant, averaging, iaqi
+"""
+
+
+async def aqi_breakpoints(pool: asyncpg.Pool, standard: str) -> list[dict[str, Any]]:
+    """The rows of table ``aqi_breakpoints`` of one standard (e.g. ``HJ 633-2026``)."""
+    return [dict(r) for r in await pool.fetch(_AQI_BREAKPOINTS, standard)]
+
+
+# The passes of _SEGMENT_STATS, once for several pollutants: per selected segment and pollutant,
+# the median across passes of each pass's mean, the passes with a value and their drive days.
+_SEGMENT_MEDIANS = """
+WITH seg AS (SELECT DISTINCT unnest($1::bigint[]) AS id),
+drivers AS (
+    SELECT DISTINCT w.vehicle_id
+    FROM walkthrough_readings w JOIN seg ON seg.id = w.segment_id
+    WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N'
+),
+r AS (
+    SELECT w.vehicle_id, w.ts, w.segment_id, {values}
+    FROM walkthrough_readings w JOIN drivers d ON d.vehicle_id = w.vehicle_id
+    WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N' AND w.segment_id IS NOT NULL
+),
+marked AS (
+    SELECT r.*,
+           CASE WHEN lag(segment_id) OVER w IS DISTINCT FROM segment_id
+                  OR ts - lag(ts) OVER w > $4 * INTERVAL '1 second'
+                THEN 1 ELSE 0 END AS starts
+    FROM r
+    WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)
+),
+numbered AS (
+    SELECT marked.*, sum(starts) OVER (PARTITION BY vehicle_id ORDER BY ts) AS pass_no
+    FROM marked
+),
+passes AS (
+    SELECT min(segment_id) AS segment_id, min(ts) AS first_ts, {means}
+    FROM numbered
+    WHERE segment_id IN (SELECT id FROM seg)
+    GROUP BY vehicle_id, pass_no
+),
+long AS (
+    SELECT p.segment_id, p.first_ts, x.pollutant, x.mean
+    FROM passes p CROSS JOIN LATERAL (VALUES {pairs}) AS x (pollutant, mean)
+    WHERE x.mean IS NOT NULL
+)
+SELECT segment_id, pollutant,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY mean) AS median,
+       count(*) AS passes,
+       count(DISTINCT ((first_ts AT TIME ZONE 'UTC') + INTERVAL '8 hours')::date) AS drive_days
+FROM long
+GROUP BY segment_id, pollutant
+"""
+
+
+def _segment_medians_sql(pollutants: tuple[str, ...]) -> str:
+    values = ", ".join(
+        f"CASE WHEN '{p}' = ANY(w.fault_pollutants) THEN NULL ELSE w.{p}::float8 END AS v_{p}"
+        for p in pollutants
+    )
+    means = ", ".join(f"avg(v_{p}) AS m_{p}" for p in pollutants)
+    pairs = ", ".join(f"('{p}', p.m_{p})" for p in pollutants)
+    return _SEGMENT_MEDIANS.format(values=values, means=means, pairs=pairs)
+
+
+async def segment_medians(
+    pool: asyncpg.Pool,
+    segment_ids: list[int],
+    pollutants: tuple[str, ...],
+    *,
+    since: datetime,
+    until: datetime,
+    max_gap_s: float,
+) -> list[dict[str, Any]]:
+    """Per segment of ``segment_ids`` and pollutant of ``pollutants`` with at least one pass in
+    ``[since, until)``: ``median`` across passes of each pass's mean, ``passes`` and
+    ``drive_days``, found exactly as :func:`segment_stats` finds them."""
+    unknown = set(pollutants) - set(POLLUTANTS)
+    if unknown:
+        raise ValidationError(f"unknown pollutants {sorted(unknown)}")
+    if not segment_ids or not pollutants:
+        return []
+    sql = _segment_medians_sql(pollutants)
+    rows = await pool.fetch(sql, segment_ids, since, until, max_gap_s)
+    return [dict(r) for r in rows]
+
+
+# --- extra channels (docs/domain.md §5.6) -------------------------------------------------------
+
+_EXTRA_SERIES = """
+SELECT ts, lat, lon, (extra -> $2)::text AS value, extra -> 'units' ->> $2 AS unit
+FROM walkthrough_readings
+WHERE vehicle_id = $1 AND ts >= $3 AND ts < $4 AND ($5::timestamptz IS NULL OR ts > $5)
+  AND extra ? $2
+ORDER BY ts
+LIMIT $6
+"""
+
+
+async def extra_series(
+    pool: asyncpg.Pool,
+    vehicle_id: str,
+    channel: str,
+    *,
+    since: datetime,
+    until: datetime,
+    after: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One vehicle's readings in ``[since, until)`` (after ``after``) that carry the extra
+    field ``channel``, oldest first, at most ``limit``: ``ts``, ``lat``, ``lon`` and the
+    field's ``value`` as sent (any JSON value), with the ``unit`` the reading declared for it
+    (None: none)."""
+    rows = await pool.fetch(_EXTRA_SERIES, vehicle_id, channel, since, until, after, limit)
+    return [
+        {
+            "ts": r["ts"],
+            "lat": r["lat"],
+            "lon": r["lon"],
+            "value": json.loads(r["value"]),
+            "unit": r["unit"],
+        }
+        for r in rows
+    ]
+
+
 # --- data quality -----------------------------------------------------------------------------
 
 _DATA_QUALITY = """
@@ -590,10 +732,11 @@ SELECT vehicle_id,
        ((ts AT TIME ZONE 'UTC') + INTERVAL '8 hours')::date AS day,
        count(*) AS readings,
        count(*) FILTER (WHERE flag <> 'N') AS flagged,
-       count(*) FILTER (WHERE fault IS NOT NULL) AS faulty,
+       count(*) FILTER (WHERE fault IS NOT NULL AND fault <> 'calibration') AS faulty,
        count(*) FILTER (WHERE fault = 'flatline') AS flatline,
        count(*) FILTER (WHERE fault = 'range_limit') AS range_limit,
-       count(*) FILTER (WHERE fault = 'step') AS step
+       count(*) FILTER (WHERE fault = 'step') AS step,
+       count(*) FILTER (WHERE fault = 'calibration') AS calibration
 FROM walkthrough_readings
 WHERE ts >= $1 AND ts < $2 AND ($3::text IS NULL OR vehicle_id = $3)
 GROUP BY 1, 2
@@ -611,7 +754,8 @@ async def data_quality(
     limit: int,
 ) -> list[dict[str, Any]]:
     """Per vehicle and China Standard Time day with readings in ``[since, until)``: the stored
-    readings, those flagged other than ``N``, those with a sensor fault, and the count of each
-    fault; newest day first, at most ``limit`` rows."""
+    readings, those flagged other than ``N``, those with a sensor fault, the count of each
+    fault, and those with a channel under calibration; newest day first, at most ``limit``
+    rows."""
     rows = await pool.fetch(_DATA_QUALITY, since, until, vehicle_id, limit)
     return [dict(r) for r in rows]

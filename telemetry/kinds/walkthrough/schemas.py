@@ -270,6 +270,10 @@ class DataQualityDay(BaseModel):
     flatline: int
     range_limit: int
     step: int
+    calibration: int = Field(
+        description="readings with a channel under zero/span calibration (docs/domain.md §5.9),"
+        " flagged by the vehicle or in a registered period; not counted as faulty"
+    )
 
 
 class DataQualityPage(BaseModel):
