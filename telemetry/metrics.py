@@ -13,14 +13,21 @@ __all__ = [
     "BATCH_SECONDS",
     "DB_RETRIES",
     "DETECTION_SKIPPED",
+    "DETECT_HORIZON_LAG",
+    "DETECT_PARTITIONS",
+    "DETECT_SECONDS",
+    "EVENT_STREAMS",
     "EXCEEDANCES",
     "INGEST_LAG",
+    "LATE_READINGS",
     "MESSAGES",
     "MQTT_CONNECTED",
     "OPEN_PASSES",
     "QUEUE_DEPTH",
     "READINGS",
     "REJECTS",
+    "STREAM_POSITIONS",
+    "WEBHOOK_ATTEMPTS",
 ]
 
 MESSAGES = Counter("telemetry_messages", "MQTT messages received", ["kind"])
@@ -61,4 +68,35 @@ MQTT_CONNECTED = Gauge(
 )
 OPEN_PASSES = Gauge(
     "telemetry_open_passes", "Walk-through drive passes in progress (not yet judged)"
+)
+
+# The live stream and webhooks (api/routers/events.py, telemetry/alerts/dispatcher.py).
+EVENT_STREAMS = Gauge("telemetry_event_streams", "Event streams (GET /api/v1/events) open")
+STREAM_POSITIONS = Counter(
+    "telemetry_stream_positions",
+    "Vehicle positions published to the event streams (changed positions, once per tick)",
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "telemetry_webhook_attempts",
+    "Webhook delivery attempts by outcome (delivered, retry, failed: given up)",
+    ["outcome"],
+)
+
+# The detector (telemetry/ingest/detector.py, docs/adr/0011).
+DETECT_SECONDS = Histogram(
+    "telemetry_detect_seconds",
+    "Time of one detector tick (read back, judge, commit)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DETECT_HORIZON_LAG = Gauge(
+    "telemetry_detect_horizon_lag_seconds",
+    "How far the detection horizon (lowest live watermark) trails this worker's clock",
+)
+DETECT_PARTITIONS = Gauge(
+    "telemetry_detect_partitions", "Vehicle partitions whose detection this worker holds"
+)
+LATE_READINGS = Counter(
+    "telemetry_late_readings",
+    "Readings that arrived behind their vehicle's detection cursor (judged as late data)",
+    ["kind"],
 )

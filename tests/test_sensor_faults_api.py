@@ -26,6 +26,7 @@ async def _ingest(database_url: str, pool: asyncpg.Pool, readings: list[dict[str
         ingest_enabled=False,
         fault_flatline_s=3,
         fault_full_scale={"pm25": 1000.0},
+        detect_clock_margin_s=0,
     )
     worker = IngestWorker(settings, pool)
     await worker.refresh()
@@ -33,6 +34,8 @@ async def _ingest(database_url: str, pool: asyncpg.Pool, readings: list[dict[str
     await worker._flush(
         [Message("telemetry/walkthrough/wt-f", json.dumps(readings).encode(), now_us)]
     )
+    # Faults are judged by the detector, on the committed rows in measurement order.
+    await worker.detect()
 
 
 async def test_faults_are_stored_per_reading_and_counted_per_day(

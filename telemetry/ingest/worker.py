@@ -2,7 +2,9 @@
 
 One worker runs inside one asyncio process; its owner (``run_worker`` or the API's lifespan)
 creates the pool, starts the worker and stops it. Start more workers with the same
-``TELEMETRY_MQTT_SHARE_GROUP`` (and distinct client ids) to scale out.
+``TELEMETRY_MQTT_SHARE_GROUP`` (and distinct client ids) to scale out, on any broker: detection
+that needs a vehicle's readings in order runs in the worker's detector
+(``ingest/detector.py``, docs/adr/0011) on committed rows, not in the batch.
 
 Failures are contained to the smallest unit that explains them: a reading (its checks, its
 conversion into columns), then a message (its decoding; a commit that fails for it alone),
@@ -35,6 +37,7 @@ from telemetry.db import create_pool
 from telemetry.errors import IngestFailedError
 from telemetry.ingest.batcher import Batcher
 from telemetry.ingest.decode import Decoder
+from telemetry.ingest.detector import Detector
 from telemetry.ingest.failures import Failure, classify, describe
 from telemetry.ingest.hj212 import Hj212Intake
 from telemetry.ingest.hj212_tcp import Hj212Listener
@@ -111,6 +114,9 @@ class IngestWorker:
             max_age_s=settings.batch_max_age_ms / 1000,
         )
         self._consumer = MqttConsumer(settings, self._batcher)
+        self._detector = Detector(
+            settings, pool, self._pipelines.values(), lambda: self._batcher.oldest_received_us
+        )
         self._listener = Hj212Listener(settings, self._batcher) if settings.hj212_tcp_port else None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -157,18 +163,23 @@ class IngestWorker:
             ),
             asyncio.create_task(self._every(_IDLE_TICK_S, self._idle), name="idle-tick"),
         ]
-        for task in (self._batcher.task, self._consumer.connector, *self._tasks):
+        self._detector.start()
+        for task in (
+            self._batcher.task,
+            self._consumer.connector,
+            self._detector.task,
+            *self._tasks,
+        ):
             if task is not None:
                 task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        """A long-lived task ended: unless we are stopping (or the connector has connected),
-        the worker no longer works. Say why, once, and tell the owner."""
+        """A long-lived task ended: unless we are stopping, the worker no longer works (the
+        MQTT connector, too, runs until stop: it reconnects whenever the connection drops).
+        Say why, once, and tell the owner."""
         if self._stopping or task.cancelled():
             return
         exc = task.exception()
-        if exc is None and task is self._consumer.connector:
-            return  # connected; gmqtt reconnects by itself from here
         what = describe(exc) if exc is not None else "ended unexpectedly"
         self._fail(f"{task.get_name()} task died: {what}", exc)
 
@@ -195,12 +206,19 @@ class IngestWorker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Judge what arrived, and (when no other worker goes on) what is still in progress,
+        # rather than drop it; then give the partitions to the other workers.
+        await self._detector.stop()
         try:
-            # Judge what is still in progress (drive passes) rather than drop it.
             await self._idle(now_us=_END_OF_TIME_US)
         except Exception as exc:
             log.warning("could not judge the passes in progress at shutdown: %s", describe(exc))
         await self._consumer.stop()
+
+    async def detect(self) -> int:
+        """One detector tick now (the detector task ticks by itself once started); the
+        exceedances it found."""
+        return await self._detector.tick()
 
     async def refresh(self) -> None:
         """Reload every kind's reference data (segments, thresholds, …)."""

@@ -17,6 +17,12 @@ hands from a commit to ``committed``:
    without new input (a drive pass whose vehicle went quiet); its outcome is ``committed``
    too;
 7. ``refresh`` — reload reference data (road segments, thresholds, incidents) periodically.
+
+A kind whose rules need each vehicle's readings in measurement order (the walk-through drive
+passes and sensor faults) also implements :class:`OrderedDetector`: its ``commit`` only stores,
+and the worker's detector calls ``detect`` with a :class:`DetectWindow` of the vehicle
+partitions it holds, reading committed rows back in (vehicle, time) order, whichever worker
+stored them (docs/adr/0011). Its outcome goes to ``committed`` like a batch's.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import asyncpg
 import msgspec
@@ -35,10 +41,12 @@ from telemetry.store.deadletter import DeadLetter
 
 __all__ = [
     "CheckResult",
+    "DetectWindow",
     "Kind",
     "KindPipeline",
     "KindRows",
     "Message",
+    "OrderedDetector",
     "Outcome",
     "TopicError",
     "parse_topic",
@@ -173,3 +181,25 @@ class KindPipeline(Protocol[B, S]):
     async def idle(self, conn: asyncpg.Connection, *, now_us: int) -> Outcome[S]: ...
 
     async def refresh(self, pool: asyncpg.Pool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DetectWindow:
+    """What one detector tick may judge, per vehicle partition it holds (aligned lists):
+    rows that arrived after ``since_us`` and no later than ``horizon_us`` are new to it, and
+    every row that arrived no later than ``horizon_us`` is committed. Times are epoch µs of
+    arrival. ``final``: no other worker is live and this one is stopping, so what is still in
+    progress is judged now."""
+
+    partitions: list[int]
+    since_us: list[int]
+    horizon_us: list[int]
+    partition_count: int
+    final: bool = False
+
+
+@runtime_checkable
+class OrderedDetector(Protocol):
+    """A kind that judges committed rows in measurement order (see the module docstring)."""
+
+    async def detect(self, conn: asyncpg.Connection, window: DetectWindow) -> Outcome[Any]: ...
