@@ -6,7 +6,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup demo test lint format typecheck bench migrate clean
+.PHONY: help setup demo test lint format typecheck bench soak migrate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,8 +38,11 @@ format: $(BIN)/python  ## apply ruff's formatting and safe lint fixes
 typecheck: $(BIN)/python  ## mypy over telemetry, api and simulators
 	$(BIN)/mypy
 
-bench: $(BIN)/python  ## ingest benchmark
+bench: $(BIN)/python  ## ingest flood beside a bare MQTT client: rate, ratio, CPU, latency (~1.5 min)
 	$(BIN)/python -m benchmarks.ingest
+
+soak: $(BIN)/python  ## 10 minutes at 5,000 readings/s: memory and latency every 30 s
+	$(BIN)/python -m benchmarks.soak --rate 5000 --minutes 10
 
 migrate: $(BIN)/python  ## create the database if needed and apply migrations
 	$(BIN)/telemetry migrate

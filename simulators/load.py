@@ -5,17 +5,32 @@ Every message holds one reading of a vehicle named for this run, so no two messa
 milliseconds when it was handed to the socket) as an extra field; the ingest service keeps it
 in ``extra``, and the database stamps ``stored_at`` at insert. Their difference is the
 publish→stored latency.
+
+Publish→alert: the run LISTENs on ``alert_events`` and stamps each walk-through episode opened
+by one of its vehicles when a reader could first see it (after the commit, as the event stream
+shows it), with the episode's vehicles and ``last_seen`` (the end of the opening pass) as it
+opened. The reading that triggered it is the one that closed the opening pass: the vehicle's
+first reading after ``last_seen``, if it was stored before the alert appeared; otherwise (the
+pass closed on silence) the pass's last reading.
+
+A run writes only under vehicle ids of its own (``{prefix}{run}-NNN``, default prefix
+``load-``) and, unless told to keep them, removes at the end every row it caused: rows of its
+vehicles in every table with a ``vehicle_id`` column, and the alert episodes (with their
+events) that only its vehicles drove. An episode another vehicle also drove is left as it is
+and counted in the report; nothing else is touched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import asyncpg
 import numpy as np
@@ -30,12 +45,16 @@ from telemetry.kinds.contract import Kind
 from telemetry.settings import Settings
 
 __all__ = [
+    "AlertWatch",
     "LoadPlan",
     "LoadReport",
+    "Opened",
     "StoredReadings",
+    "alert_latencies",
     "compute_report",
     "fetch_stored",
     "plan_load",
+    "remove_run",
     "run_load",
     "stamp",
     "wait_until_stored",
@@ -45,6 +64,7 @@ log = logging.getLogger(__name__)
 
 _MAX_SPAN_S = 6 * 24 * 3600  # stay inside the ingest service's accepted age of readings
 _SLICE_S = 0.01
+_ALERT_TAIL_S = 2.0
 
 # The measurement reads the ingest service's tables directly; these queries belong to this
 # test harness alone, so they live with it rather than in telemetry.store.
@@ -58,6 +78,43 @@ WHERE vehicle_id = ANY($1::text[])
 """
 _SQL_DEAD_LETTERS = """
 SELECT reason, count(*) FROM dead_letters WHERE vehicle_id = ANY($1::text[]) GROUP BY reason
+"""
+_SQL_NEW_EVENTS = "SELECT id, alert_id, type, kind FROM alert_events WHERE id > $1 ORDER BY id"
+_SQL_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM alert_events"
+_SQL_OPENED_STATE = "SELECT id, vehicles, last_seen FROM alerts WHERE id = ANY($1::bigint[])"
+# Per opened episode: visible time minus the sent time of the reading that closed the opening
+# pass (see the module docstring); with several vehicles at opening, the latest such reading.
+_SQL_ALERT_LATENCY = """
+WITH opened AS (
+    SELECT * FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::timestamptz[])
+        AS o(alert_id, visible_ms, vehicle_id, last_seen)
+    WHERE vehicle_id = ANY($5::text[])
+)
+SELECT o.alert_id,
+       o.visible_ms - max(CASE WHEN nxt.stored_at <= to_timestamp(o.visible_ms / 1000.0)
+                               THEN nxt.sent_ms ELSE lst.sent_ms END) AS latency_ms
+FROM opened o
+JOIN LATERAL (
+    SELECT (r.extra->>'sent_at_ms')::float8 AS sent_ms FROM walkthrough_readings r
+    WHERE r.vehicle_id = o.vehicle_id AND r.ts = o.last_seen
+) lst ON true
+LEFT JOIN LATERAL (
+    SELECT r.stored_at, (r.extra->>'sent_at_ms')::float8 AS sent_ms FROM walkthrough_readings r
+    WHERE r.vehicle_id = o.vehicle_id AND r.ts > o.last_seen
+    ORDER BY r.ts LIMIT 1
+) nxt ON true
+GROUP BY o.alert_id, o.visible_ms
+"""
+_SQL_VEHICLE_TABLES = """
+SELECT c.table_name FROM information_schema.columns c
+JOIN information_schema.tables t USING (table_schema, table_name)
+WHERE c.table_schema = current_schema() AND c.column_name = 'vehicle_id'
+  AND t.table_type = 'BASE TABLE' AND c.table_name <> 'vehicle_accounts'
+ORDER BY c.table_name
+"""
+_SQL_OWN_ALERTS = "SELECT id FROM alerts WHERE vehicles <@ $1::text[] AND vehicles && $1::text[]"
+_SQL_SHARED_ALERTS = """
+SELECT count(*) FROM alerts WHERE vehicles && $1::text[] AND NOT vehicles <@ $1::text[]
 """
 
 
@@ -77,9 +134,22 @@ class LoadReport:
     latency_p99_ms: float
     latency_max_ms: float
     dead_letters: dict[str, int] = field(default_factory=dict)
+    alerts_opened: int = 0  # episodes opened by the run's vehicles, with a latency
+    alert_p50_ms: float = math.nan
+    alert_p99_ms: float = math.nan
+    alert_max_ms: float = math.nan
+    removed: dict[str, int] | None = None  # rows removed per table; None: kept
+    shared_alerts: int = 0  # episodes other vehicles also drove, left as they are
 
     def __str__(self) -> str:
         dead = ", ".join(f"{k}={v}" for k, v in sorted(self.dead_letters.items())) or "none"
+        if self.removed is None:
+            cleanup = "kept (--keep)"
+        else:
+            cleanup = ", ".join(f"{k} {v:,d}" for k, v in sorted(self.removed.items()) if v)
+            cleanup = f"removed {cleanup or 'nothing'}"
+            if self.shared_alerts:
+                cleanup += f"; {self.shared_alerts} episodes other vehicles also drove left as is"
         rows = [
             ("published", f"{self.published:,d} in {self.publish_s:.2f} s"
                           f" ({self.publish_rate:,.0f} readings/s)"),
@@ -93,6 +163,11 @@ class LoadReport:
             ("latency publish→stored", f"p50 {self.latency_p50_ms:,.1f} ms"
                                        f"  p99 {self.latency_p99_ms:,.1f} ms"
                                        f"  max {self.latency_max_ms:,.1f} ms"),
+            ("latency publish→alert", f"p50 {self.alert_p50_ms:,.1f} ms"
+                                      f"  p99 {self.alert_p99_ms:,.1f} ms"
+                                      f"  max {self.alert_max_ms:,.1f} ms"
+                                      f"  ({self.alerts_opened} episodes opened)"),
+            ("cleanup", cleanup),
         ]  # fmt: skip
         return "load test report\n" + "\n".join(f"  {k:<24}{v}" for k, v in rows)
 
@@ -107,12 +182,21 @@ def compute_report(
     stored_at_ms: FloatArray,
     duplicates: int = 0,
     dead_letters: dict[str, int] | None = None,
+    alert_latency_ms: FloatArray | None = None,
 ) -> LoadReport:
-    """The report from what was published and, per stored row, when it was sent and stored.
+    """The report from what was published and, per stored row, when it was sent and stored;
+    ``alert_latency_ms`` holds one publish→alert latency per opened episode.
 
     Percentiles interpolate linearly between ranks (numpy's default). Rows without a
     ``sent_at_ms`` (NaN) count as stored but not in the latencies.
     """
+    alert = np.asarray(alert_latency_ms if alert_latency_ms is not None else [], dtype=np.float64)
+    alert = alert[~np.isnan(alert)]
+    a50, a99, amax = (
+        (*(float(v) for v in np.percentile(alert, [50.0, 99.0])), float(alert.max()))
+        if alert.size
+        else (math.nan, math.nan, math.nan)
+    )
     sent = np.asarray(sent_at_ms, dtype=np.float64)
     stored_at = np.asarray(stored_at_ms, dtype=np.float64)
     stored = int(sent.shape[0])
@@ -140,6 +224,10 @@ def compute_report(
         latency_p99_ms=p99,
         latency_max_ms=worst,
         dead_letters=dict(dead_letters or {}),
+        alerts_opened=int(alert.size),
+        alert_p50_ms=a50,
+        alert_p99_ms=a99,
+        alert_max_ms=amax,
     )
 
 
@@ -268,6 +356,104 @@ def stamp(messages: list[tuple[bytes, bytes]], sent_at_ms: int) -> list[tuple[by
     return [(topic, head + tail) for topic, head in messages]
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An episode when a reader first saw it: epoch ms, its vehicles and ``last_seen`` (the
+    end of the opening pass) then."""
+
+    visible_ms: float
+    vehicles: tuple[str, ...]
+    last_seen: datetime
+
+
+class AlertWatch:
+    """When each new alert episode became visible: LISTEN on ``alert_events`` (notified at every
+    commit that records one) and read the new events at once, stamping them when the read
+    returns. Use as ``async with AlertWatch(conn) as watch``; ``watch.opened`` maps the
+    walk-through episodes opened meanwhile to :class:`Opened`. ``conn`` is the watch's own."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._wake = asyncio.Event()
+        self._last_id = 0
+        self._task: asyncio.Task[None] | None = None
+        self.opened: dict[int, Opened] = {}
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _read(self) -> None:
+        rows = await self._conn.fetch(_SQL_NEW_EVENTS, self._last_id)
+        seen_ms = time.time() * 1000.0
+        new: list[int] = []
+        for row in rows:
+            self._last_id = max(self._last_id, int(row["id"]))
+            alert_id = int(row["alert_id"])
+            if row["type"] == "opened" and row["kind"] == Kind.WALKTHROUGH.value:
+                new.append(alert_id)
+        # The episode as it opened: later passes add vehicles and move last_seen.
+        for row in await self._conn.fetch(_SQL_OPENED_STATE, new) if new else []:
+            self.opened.setdefault(
+                int(row["id"]), Opened(seen_ms, tuple(row["vehicles"]), row["last_seen"])
+            )
+
+    async def _follow(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._read()
+
+    async def __aenter__(self) -> AlertWatch:
+        self._last_id = int(await self._conn.fetchval(_SQL_LAST_EVENT))
+        await self._conn.add_listener("alert_events", self._notified)
+        self._task = asyncio.create_task(self._follow())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._conn.remove_listener("alert_events", self._notified)
+
+
+async def alert_latencies(
+    conn: asyncpg.Connection, opened: Mapping[int, Opened], vehicle_ids: list[str]
+) -> dict[int, float]:
+    """Publish→alert latency (ms) per episode of ``opened`` that one of ``vehicle_ids`` opened
+    (see the module docstring for the triggering reading)."""
+    rows = [(a, o.visible_ms, v, o.last_seen) for a, o in opened.items() for v in o.vehicles]
+    if not rows:
+        return {}
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    found = await conn.fetch(_SQL_ALERT_LATENCY, *columns, vehicle_ids)
+    return {int(r["alert_id"]): float(r["latency_ms"]) for r in found}
+
+
+async def remove_run(
+    conn: asyncpg.Connection, vehicle_ids: list[str]
+) -> tuple[dict[str, int], int]:
+    """Delete what a run's vehicles caused: their rows in every table with a ``vehicle_id``
+    column (accounts aside: :func:`simulators.accounts.remove_vehicles`) and the alert episodes
+    only they drove, with those episodes' events. Returns (rows removed per table, episodes
+    other vehicles also drove, left as they are)."""
+    removed: dict[str, int] = {}
+    async with conn.transaction():
+        own = [int(r["id"]) for r in await conn.fetch(_SQL_OWN_ALERTS, vehicle_ids)]
+        shared = int(await conn.fetchval(_SQL_SHARED_ALERTS, vehicle_ids))
+        status = await conn.execute("DELETE FROM alert_events WHERE alert_id = ANY($1)", own)
+        removed["alert_events"] = int(status.split()[-1])
+        status = await conn.execute("DELETE FROM alerts WHERE id = ANY($1)", own)
+        removed["alerts"] = int(status.split()[-1])
+        for row in await conn.fetch(_SQL_VEHICLE_TABLES):
+            table = row["table_name"]
+            status = await conn.execute(
+                f'DELETE FROM "{table}" WHERE vehicle_id = ANY($1::text[])', vehicle_ids
+            )
+            removed[table] = int(status.split()[-1])
+    return removed, shared
+
+
 async def run_load(
     settings: Settings,
     network: RoadNetwork,
@@ -282,10 +468,12 @@ async def run_load(
     stop: asyncio.Event,
     settle_s: float = 15.0,
     max_wait_s: float = 600.0,
+    keep: bool = False,
 ) -> LoadReport:
     """Publish ``count`` readings at ``rate``/s, each vehicle over its own connection as its own
     (simulated) account, paced by ``publishers`` tasks; wait for the ingest service to store
-    them, and report counts, rates and latencies. The run's accounts are removed at the end."""
+    them, and report counts, rates and latencies. The run's accounts are removed at the end,
+    and so is what it wrote unless ``keep``."""
     if rate <= 0:
         raise ValidationError("rate must be positive")
     run = secrets.token_hex(3)
@@ -304,13 +492,19 @@ async def run_load(
     vehicle_ids = list(plan.vehicle_ids)
     try:
         conn = await asyncpg.connect(settings.database_url)
+        watch_conn = await asyncpg.connect(settings.database_url)
     except (OSError, asyncpg.PostgresError) as exc:
         raise TelemetryError(f"cannot connect to the database: {exc}") from exc
+    removed: dict[str, int] | None = None
+    shared = 0
     try:
         try:
-            async with fleet_publishers(
-                settings, vehicle_ids, Kind.WALKTHROUGH, session_expiry_s=600
-            ) as clients:
+            async with (
+                AlertWatch(watch_conn) as watch,
+                fleet_publishers(
+                    settings, vehicle_ids, Kind.WALKTHROUGH, session_expiry_s=600
+                ) as clients,
+            ):
                 by_topic = {
                     topic_for(settings.mqtt_topic_prefix, v).encode(): p for v, p in clients.items()
                 }
@@ -326,21 +520,28 @@ async def run_load(
                 )
                 finished_ms = time.time() * 1000.0
                 await asyncio.gather(*(p.drain(timeout_s=30.0) for p in clients.values()))
+                published = sum(p.published for p in clients.values())
+                acknowledged = sum(p.acknowledged for p in clients.values())
+                log.info("published %d, acknowledged %d; waiting for storage", published,
+                         acknowledged)  # fmt: skip
+                await wait_until_stored(
+                    conn, vehicle_ids, published, settle_s=settle_s, max_wait_s=max_wait_s
+                )
+                await asyncio.sleep(_ALERT_TAIL_S)  # passes closed by the last readings
+                opened = dict(watch.opened)
+            stored = await fetch_stored(conn, vehicle_ids)
+            alert_ms = await alert_latencies(conn, opened, vehicle_ids)
         finally:
             # The run's vehicles are new ones each run: do not let their accounts pile up.
             await remove_vehicles(settings, vehicle_ids)
-        published = sum(p.published for p in clients.values())
-        acknowledged = sum(p.acknowledged for p in clients.values())
-        log.info("published %d, acknowledged %d; waiting for storage", published, acknowledged)
-        await wait_until_stored(
-            conn, vehicle_ids, published, settle_s=settle_s, max_wait_s=max_wait_s
-        )
-        stored = await fetch_stored(conn, vehicle_ids)
+            if not keep:
+                removed, shared = await remove_run(conn, vehicle_ids)
     except asyncpg.PostgresError as exc:
         raise TelemetryError(f"load test query failed: {exc}") from exc
     finally:
         await conn.close()
-    return compute_report(
+        await watch_conn.close()
+    report = compute_report(
         published=published,
         acknowledged=acknowledged,
         publish_started_ms=started_ms,
@@ -349,4 +550,6 @@ async def run_load(
         stored_at_ms=stored.stored_at_ms,
         duplicates=stored.duplicates,
         dead_letters=stored.dead_letters,
+        alert_latency_ms=np.array(list(alert_ms.values()), dtype=np.float64),
     )
+    return replace(report, removed=removed, shared_alerts=shared)

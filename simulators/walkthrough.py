@@ -96,6 +96,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=15.0,
         help="stop waiting once the stored count has not grown for this long (default 15)",
     )
+    load.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep what the run wrote (default: remove its vehicles' rows and the alert "
+        "episodes only they drove)",
+    )
 
 
 def _sources(args: argparse.Namespace, network: RoadNetwork) -> list[Source]:
@@ -178,6 +184,7 @@ async def _load(settings: Settings, args: argparse.Namespace, network: RoadNetwo
         prefix=args.vehicle_prefix or "load-",
         stop=stop,
         settle_s=args.settle_s,
+        keep=args.keep,
     )
     print(report)
     return 0

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+import uuid
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import msgspec
 import numpy as np
 import pytest
 
+from api.app import create_app
 from simulators.load import (
+    Opened,
+    alert_latencies,
     compute_report,
     fetch_stored,
     plan_load,
+    run_load,
     stamp,
     wait_until_stored,
 )
-from simulators.network import network_from_geojson
-from simulators.plume import Source
+from simulators.network import load_network, network_from_geojson
+from simulators.plume import Source, default_sources
+from simulators.walkthrough import DEFAULT_ROADS
 from telemetry.ingest.decode import Decoder
 from telemetry.kinds.contract import Kind, Message
 from telemetry.kinds.walkthrough.record import WalkthroughReading, walkthrough_batch
 from telemetry.kinds.walkthrough.repository import insert_walkthrough
+from telemetry.roads.importer import import_roads
+from telemetry.settings import Settings
 
 LON0, LAT0, STEP = 116.30, 39.98, 0.004
 
@@ -110,6 +121,23 @@ def test_nothing_stored_reports_everything_missing() -> None:
     assert "missing" in str(report)
 
 
+def test_alert_latencies_give_their_own_percentiles_and_count() -> None:
+    report = compute_report(
+        published=2,
+        acknowledged=2,
+        publish_started_ms=0.0,
+        publish_finished_ms=10.0,
+        sent_at_ms=np.array([0.0, 5.0]),
+        stored_at_ms=np.array([100.0, 105.0]),
+        alert_latency_ms=np.array([300.0, np.nan, 500.0]),
+    )
+    assert report.alerts_opened == 2  # the NaN (no triggering reading found) is left out
+    assert report.alert_p50_ms == pytest.approx(400.0)
+    assert report.alert_max_ms == 500.0
+    assert "publish→alert" in str(report)
+    assert "kept" in str(report)  # no cleanup recorded: the rows were kept
+
+
 def plan(count: int, vehicles: int, publishers: int, end_s: float = 1_772_000_000.0):
     network = network_from_geojson(grid_geojson())
     sources = [Source(LON0 + STEP, LAT0 + STEP, "no2", 300.0)]
@@ -191,3 +219,132 @@ async def test_measurement_counts_stored_readings_and_their_latency(database_url
     assert (readings.sent_at_ms == sent_ms).all()
     assert report.latency_p50_ms >= 0.0
     assert report.latency_p99_ms <= report.latency_max_ms
+
+
+# Rows another vehicle owns before a load run; the run must leave them exactly as they are.
+_OTHER_ROWS = """
+INSERT INTO walkthrough_readings (vehicle_id, ts, received_at, lat, lon, pm25)
+VALUES ('real-001', now() - interval '1 hour', now(), 39.99, 116.31, 41.0);
+INSERT INTO vehicles (vehicle_id, kind, last_ts, last_lat, last_lon, last_received_at, readings)
+VALUES ('real-001', 'walkthrough', now() - interval '1 hour', 39.99, 116.31, now(), 1);
+INSERT INTO dead_letters (received_at, topic, kind, vehicle_id, reason, detail, payload)
+VALUES (now(), 'telemetry/walkthrough/real-001', 'walkthrough', 'real-001', 'schema', 'x', 'x');
+INSERT INTO alerts (kind, subject, pollutant, rule, limit_value, unit, source, first_seen,
+                    last_seen, last_value, peak_value, peak_multiple, vehicles)
+VALUES ('walkthrough', 'segment:999999', 'pm25', 'hotspot', 75, 'ug/m3', 'test',
+        now() - interval '1 hour', now() - interval '1 hour', 120, 130, 0.7, '{real-001}');
+"""
+_SNAPSHOT = {
+    table: f"SELECT to_jsonb(t) AS row FROM {table} t ORDER BY 1::text"
+    for table in ("walkthrough_readings", "vehicles", "dead_letters", "alerts", "alert_events")
+}
+
+
+async def _snapshot(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    return {t: sorted(r["row"] for r in await conn.fetch(q)) for t, q in _SNAPSHOT.items()}
+
+
+async def _rows_of(conn: asyncpg.Connection, like: str) -> dict[str, int]:
+    tables = await conn.fetch(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND column_name = 'vehicle_id' AND table_name IN (SELECT table_name FROM"
+        " information_schema.tables WHERE table_type = 'BASE TABLE')"
+    )
+    counts = {
+        r["table_name"]: int(
+            await conn.fetchval(
+                f'SELECT count(*) FROM "{r["table_name"]}" WHERE vehicle_id LIKE $1', like
+            )
+        )
+        for r in tables
+    }
+    counts["alerts"] = int(
+        await conn.fetchval(
+            "SELECT count(*) FROM alerts WHERE EXISTS (SELECT 1 FROM unnest(vehicles) v"
+            " WHERE v LIKE $1)",
+            like,
+        )
+    )
+    return counts
+
+
+async def test_load_run_removes_what_it_wrote_and_leaves_other_vehicles_alone(
+    database_url: str, tmp_path: Path
+) -> None:
+    from conftest import start_broker
+
+    broker = start_broker(tmp_path / "broker", database_url=database_url)
+    service = Settings(
+        database_url=database_url,
+        mqtt_url=broker.ingest_url,
+        mqtt_client_id=f"load-test-{uuid.uuid4().hex[:8]}",
+        batch_max_age_ms=50,
+    )
+    try:
+        await import_roads(service, DEFAULT_ROADS, segment_length_m=30)
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(_OTHER_ROWS)
+            before = await _snapshot(conn)
+            app = create_app(service)
+            async with app.router.lifespan_context(app):
+                report = await run_load(
+                    Settings(database_url=database_url, mqtt_url=broker.plain_url),
+                    load_network(DEFAULT_ROADS),
+                    default_sources(load_network(DEFAULT_ROADS)),
+                    rate=2_000.0,
+                    count=900,
+                    vehicles=6,
+                    publishers=2,
+                    seed=3,
+                    prefix="load-",
+                    stop=asyncio.Event(),
+                    settle_s=3.0,
+                    max_wait_s=60.0,
+                )
+            after = await _snapshot(conn)
+            left = await _rows_of(conn, "load-%")
+        finally:
+            await conn.close()
+    finally:
+        broker.process.terminate()
+        broker.process.wait(timeout=10)
+
+    assert (report.published, report.stored, report.missing) == (900, 900, 0)
+    assert report.removed is not None
+    assert report.removed["walkthrough_readings"] == 900
+    assert report.removed["vehicles"] == 6
+    assert report.removed["alerts"] >= report.alerts_opened
+    assert report.shared_alerts == 0
+    assert set(left.values()) == {0}, left
+    assert after == before
+
+
+async def test_publish_to_alert_counts_from_the_reading_that_closed_the_opening_pass(
+    database_url: str,
+) -> None:
+    # Vehicle a: its opening pass ends at t0+2 s and its next reading (t0+3 s) was stored before
+    # the alert appeared: that reading closed the pass. Vehicle b: the reading after its pass was
+    # stored only after the alert appeared (the pass closed on silence): its last reading counts.
+    t0 = 1_772_000_000
+    rows = [("load-x-a", t0 + k, 1_000.0 * k, 1_000.0 * k + 50.0) for k in range(5)]
+    rows += [("load-x-b", t0 + k, 1_000.0 * k, 1_000.0 * k + 50.0) for k in range(3)]
+    rows.append(("load-x-b", t0 + 60, 60_000.0, 60_050.0))
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO walkthrough_readings (vehicle_id, ts, received_at, lat, lon, extra,"
+            " stored_at) VALUES ($1, to_timestamp($2), now(), 39.9, 116.3,"
+            " jsonb_build_object('sent_at_ms', $3::float8), to_timestamp($4 / 1000.0))",
+            rows,
+        )
+        end = datetime.fromtimestamp(t0 + 2, UTC)
+        opened = {
+            1: Opened(3_400.0, ("load-x-a",), end),
+            2: Opened(30_000.0, ("load-x-b",), end),
+            3: Opened(9_000.0, ("real-001",), end),  # not the run's: left out
+        }
+        latency = await alert_latencies(conn, opened, ["load-x-a", "load-x-b"])
+    finally:
+        await conn.close()
+    assert latency == {1: 3_400.0 - 3_000.0, 2: 30_000.0 - 2_000.0}
