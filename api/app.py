@@ -44,8 +44,10 @@ DESCRIPTION = f"""Alerts, vehicles and road segments from environmental monitori
 
 Every `/api/v1` route but `POST {TOKEN_URL}` needs `Authorization: Bearer <token>`: log in
 there with a user name and password (or use **Authorize** above). Roles: `viewer` reads
-everything; `officer` also acknowledges and resolves alerts and opens and closes incidents;
-`admin` also changes thresholds, limits, gates, tiers and accounts and reads `/api/v1/audit`.
+everything; `officer` also acknowledges and resolves alerts, opens and closes incidents and
+registers calibration periods;
+`admin` also changes thresholds, limits, gates, tiers, analyser lags, webhooks and accounts
+and reads `/api/v1/audit`.
 The account of the token is recorded as the one who made a change.
 
 Every error, on every route (an unknown route and a method a route lacks included), answers
