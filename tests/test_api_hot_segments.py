@@ -109,3 +109,28 @@ async def test_pages_cover_every_segment_once(
 async def test_listing_needs_a_token(anonymous_client: httpx.AsyncClient) -> None:
     response = await anonymous_client.get("/api/v1/segments")
     assert response.status_code == 401
+
+
+async def test_pages_of_segments_with_readings_hold_them_all_hottest_first(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    made = [
+        await insert_segment(pool, [[116.0 + i / 100, 39.0], [116.001 + i / 100, 39.0]], None, "q")
+        for i in range(6)
+    ]
+    for n, segment in enumerate(made[:5]):
+        for _ in range(1 + n % 2):
+            await reading(pool, segment, 10.0 * n)
+
+    seen: list[int] = []
+    cursor: str | None = None
+    while True:
+        params = {"cursor": cursor} if cursor else {}
+        body = await listing(client, limit=2, min_readings=1, **params)
+        seen += [s["id"] for s in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made[:5]))  # made[5] has no readings
+    twice = await listing(client, min_readings=2)
+    assert [(s["id"], s["readings"]) for s in twice["items"]] == [(made[3], 2), (made[1], 2)]

@@ -16,6 +16,7 @@ from api.routers import (
     hot_segments,
     lags,
     readings,
+    segment_map,
     segments,
     users,
     vehicles,
@@ -34,6 +35,7 @@ for _module in (
     calibrations,
     hot_segments,
     readings,
+    segment_map,  # before segments: /segments/geometry is not /segments/{id}
     segments,
     dead_letters,
     data_quality,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from telemetry.errors import ValidationError
-from telemetry.roads.repository import list_hot_segments
+from telemetry.roads.repository import list_active_segments, list_hot_segments
 from telemetry.web import (
     LineString,
     PoolDep,
@@ -45,8 +45,8 @@ class HotSegmentQuery(QueryModel):
     pollutant: HotPollutant = "pm25"
     minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="the window: the last N minutes")
     min_readings: int = Field(0, ge=0, le=1_000_000, description="leave out quieter segments")
-    # Up to 5000, as /segments/stats: each page aggregates the whole window, so the console
-    # loads a 50,000-segment network in ten pages rather than fifty.
+    # Up to 5000, as /segments/stats: without min_readings each page aggregates the window
+    # for every segment. (The console draws from /segments/geometry and /segments/recent.)
     limit: int = Field(200, ge=1, le=5000)
     cursor: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = Field(
         None, description="the previous page's next_cursor"
@@ -105,15 +105,27 @@ async def list_segments(
     within ``bbox`` when given; follow ``next_cursor`` for the next page."""
     offset = _decode_cursor(query.cursor) if query.cursor is not None else 0
     since = datetime.now(UTC) - timedelta(minutes=query.minutes)
-    rows = await list_hot_segments(
-        pool,
-        pollutant=query.pollutant,
-        since=since,
-        bbox=parse_bbox(query.bbox) if query.bbox is not None else None,
-        min_readings=query.min_readings,
-        limit=query.limit + 1,
-        offset=offset,
-    )
+    if query.bbox is None and query.min_readings >= 1:
+        # Only segments with readings: aggregated from the window's readings, whatever the
+        # size of the network (the console's colouring and refresh ask this).
+        rows = await list_active_segments(
+            pool,
+            pollutant=query.pollutant,
+            since=since,
+            min_readings=query.min_readings,
+            limit=query.limit + 1,
+            offset=offset,
+        )
+    else:
+        rows = await list_hot_segments(
+            pool,
+            pollutant=query.pollutant,
+            since=since,
+            bbox=parse_bbox(query.bbox) if query.bbox is not None else None,
+            min_readings=query.min_readings,
+            limit=query.limit + 1,
+            offset=offset,
+        )
     items = [HotSegment.model_validate(r) for r in rows[: query.limit]]
     more = len(rows) > query.limit and offset + query.limit <= MAX_OFFSET
     next_cursor = encode_cursor("segments", str(offset + query.limit)) if more else None

@@ -16,6 +16,7 @@ import {
 import { LANGUAGES, chooseLanguage, ruleName, translate } from './i18n.js';
 import { VehicleIndex, fromVehicleRow, throttle } from './live.js';
 import { boundsOf, createMap, setData, showPopup } from './map.js';
+import { applyStats, networkRows, statItems } from './network.js';
 import { currentLimit, displayUnit, legendRows, segmentRatio } from './scale.js';
 import { streetLines } from './streets.js';
 
@@ -24,7 +25,6 @@ const POLLUTANT_NAMES = { pm25: 'PM2.5', pm10: 'PM10', no2: 'NO₂', o3: 'O₃',
 const RULES = ['pass_screening', 'reference_ratio', 'fixed_point_trigger', 'hotspot', 'high_emitter'];
 const SEGMENT_WINDOW_MIN = 60;
 const SEGMENT_PAGE = 5000;
-const SEGMENT_PAGES_PER_DRAW = 4;
 const VEHICLE_POLL_MS = 5000;
 const SEGMENT_REFRESH_MS = 60000;
 const STREAM_RETRY_MS = 5000;
@@ -38,7 +38,7 @@ const state = {
   map: null,
   pollutant: 'pm25',
   thresholds: [],
-  segments: [], // listing rows, kept to recolour without refetching geometry
+  segments: [], // the network's rows (networkRows) with their statistics, kept to recolour in place
   segmentById: new Map(),
   segmentMid: new Map(), // segment id → [lon, lat]
   alerts: new Map(),
@@ -246,34 +246,33 @@ function drawSegments() {
   return collection;
 }
 
-/** Every segment with its recent statistics, page by page, hottest first. The map shows the
- * first page (the hot streets) at once, then the network as it grows every few pages, then
- * whole: a setData per page would re-tile everything fifty times for 50,000 segments. */
-async function loadSegments({ fit = true } = {}) {
-  const rows = [];
-  let pages = 0;
-  const show = () => {
-    state.segments = rows.slice();
-    state.segmentById = new Map(rows.map((s) => [s.id, s]));
-    state.segmentMid = new Map(rows.map((s) => [s.id, midpoint(s.geometry.coordinates)]));
-    const collection = drawSegments();
-    if (fit && pages === 1) fitTo([collection]);
-    renderCounts();
-  };
-  const params = { pollutant: state.pollutant, minutes: String(SEGMENT_WINDOW_MIN), limit: String(SEGMENT_PAGE) };
-  await api.allPages('/api/v1/segments', params, (items) => {
-    rows.push(...items);
-    pages += 1;
-    if (pages === 1 || pages % SEGMENT_PAGES_PER_DRAW === 0) {
-      show();
-      state.timing.firstSegments ??= performance.now();
-    }
-  });
-  show();
-  setData(state.map, 'streets', streetLines(rows));
+/** The road network, drawn once with its recent statistics: the lines from the geometry
+ * listing (one request, cached by the browser until the roads are imported again, and kept
+ * here when only the pollutant changes) and the statistics of just the segments that have
+ * readings in the window (one small request, whatever the network's size). */
+async function loadSegments({ fit = true, reloadNetwork = true } = {}) {
+  const network = reloadNetwork || !state.segments.length ? api.request('/api/v1/segments/geometry') : null;
+  const [columns, recent] = await Promise.all([network, recentStats()]);
+  if (columns) {
+    state.segments = networkRows(columns);
+    state.segmentById = new Map(state.segments.map((s) => [s.id, s]));
+    state.segmentMid = new Map(state.segments.map((s) => [s.id, midpoint(s.geometry.coordinates)]));
+  }
+  applyStats(state.segments, state.segmentById, statItems(recent));
+  const collection = drawSegments();
+  state.timing.firstSegments ??= performance.now();
+  if (fit) fitTo([collection]);
+  if (columns) setData(state.map, 'streets', streetLines(state.segments));
+  renderCounts();
   renderLegend();
   drawEmitters();
-  document.body.dataset.segments = String(rows.length);
+  document.body.dataset.segments = String(state.segments.length);
+}
+
+/** The chosen pollutant's statistics of the segments with readings in the window, by columns. */
+function recentStats() {
+  const params = new URLSearchParams({ pollutant: state.pollutant, minutes: String(SEGMENT_WINDOW_MIN) });
+  return api.request('/api/v1/segments/recent', { params });
 }
 
 /** ``rows`` of the segment listing applied to the segments already drawn, as feature state:
@@ -297,15 +296,13 @@ async function recolourAround(point) {
   await api.allPages('/api/v1/segments', params, recolour);
 }
 
-/** The periodic refresh: only the segments with readings in the window are fetched (few
- * pages, whatever the network's size); those that had readings and have none now turn grey. */
+/** The periodic refresh: only the segments with readings in the window are fetched (one
+ * small answer, whatever the network's size); those that had readings and have none now turn
+ * grey. */
 async function refreshStats() {
-  const params = { pollutant: state.pollutant, minutes: String(SEGMENT_WINDOW_MIN), limit: String(SEGMENT_PAGE), min_readings: '1' };
-  const fresh = new Set();
-  await api.allPages('/api/v1/segments', params, (items) => {
-    for (const row of items) fresh.add(row.id);
-    recolour(items);
-  });
+  const items = statItems(await recentStats());
+  const fresh = new Set(items.map((row) => row.id));
+  recolour(items);
   recolour(
     state.segments.filter((s) => s.readings > 0 && !fresh.has(s.id)).map((s) => ({ id: s.id, mean: null, readings: 0 })),
   );
@@ -766,7 +763,7 @@ function wireControls() {
   $('pollutant').addEventListener('change', (e) => {
     state.pollutant = e.target.value;
     state.map.removeFeatureState({ source: 'segments' });
-    loadSegments({ fit: false }).catch(showError);
+    loadSegments({ fit: false, reloadNetwork: false }).catch(showError);
   });
   for (const key of Object.keys(state.filter)) {
     $(`f-${key}`).addEventListener('change', (e) => {

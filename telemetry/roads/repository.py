@@ -16,8 +16,12 @@ __all__ = [
     "HOT_POLLUTANTS",
     "count_segments",
     "fetch_segment",
+    "list_active_segments",
     "list_hot_segments",
     "load_segment_geometries",
+    "load_segment_network",
+    "recent_segment_stats",
+    "segment_network_version",
     "upsert_segments",
 ]
 
@@ -182,3 +186,122 @@ async def list_hot_segments(
         segment["geometry"] = {"type": "LineString", "coordinates": _coords(segment.pop("coords"))}
         segments.append(segment)
     return segments
+
+
+_NETWORK_VERSION = """
+SELECT count(*) AS segments, coalesce(max(id), 0) AS last_id, max(imported_at) AS imported_at
+FROM road_segments
+"""
+
+
+async def segment_network_version(pool: asyncpg.Pool) -> str:
+    """A token that changes whenever the stored road network does: an import updates
+    ``imported_at`` of every segment it keeps, inserts get new ids and deletes lower the count.
+    One scan of the segments' few columns, far cheaper than reading their geometry."""
+    async with pool.acquire() as conn:
+        return _version(await conn.fetchrow(_NETWORK_VERSION))
+
+
+async def load_segment_network(pool: asyncpg.Pool) -> tuple[str, dict[str, list[Any]]]:
+    """The road network's version (as :func:`segment_network_version`) and its segments by
+    columns, ordered by id: ``ids``, ``names``, ``road_refs``, ``points`` (each segment's
+    number of positions) and ``lons``, ``lats`` (every position, segment after segment); both
+    read from one snapshot, so the columns are exactly those of the version. The positions
+    leave the database as float arrays, so nothing decodes 50,000 JSON values one by one."""
+    async with (
+        pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        version = _version(await conn.fetchrow(_NETWORK_VERSION))
+        segments = await conn.fetchrow(_NETWORK_SEGMENTS)
+        positions = await conn.fetchrow(_NETWORK_POSITIONS)
+    columns = {**dict(segments), **dict(positions)}
+    return version, {key: value or [] for key, value in columns.items()}
+
+
+_NETWORK_SEGMENTS = """
+SELECT array_agg(id ORDER BY id) AS ids, array_agg(name ORDER BY id) AS names,
+       array_agg(road_ref ORDER BY id) AS road_refs,
+       array_agg(jsonb_array_length(coords) ORDER BY id) AS points
+FROM road_segments
+"""
+
+_NETWORK_POSITIONS = """
+SELECT array_agg((p.value ->> 0)::float8 ORDER BY s.id, p.n) AS lons,
+       array_agg((p.value ->> 1)::float8 ORDER BY s.id, p.n) AS lats
+FROM road_segments AS s
+CROSS JOIN LATERAL jsonb_array_elements(s.coords) WITH ORDINALITY AS p(value, n)
+"""
+
+
+def _version(row: asyncpg.Record) -> str:
+    imported_at = row["imported_at"]
+    stamp = imported_at.timestamp() if imported_at is not None else 0.0
+    return f"{row['segments']}-{row['last_id']}-{stamp:.6f}"
+
+
+# The hot streets among the segments with readings, aggregated from the window's readings
+# first: the same rows as _HOT with min_readings >= 1, without visiting every segment.
+_ACTIVE = """
+WITH st AS (
+    SELECT r.segment_id, count(*) AS readings, avg(r.{col}) AS mean, max(r.{col}) AS max
+    FROM walkthrough_readings AS r
+    WHERE r.ts >= $1 AND r.flag = 'N' AND r.{col} IS NOT NULL AND r.segment_id IS NOT NULL
+    GROUP BY r.segment_id
+    HAVING count(*) >= $2
+)
+SELECT s.id, s.name, s.road_ref, s.highway, s.length_m, s.coords,
+       st.readings, st.mean, st.max
+FROM st JOIN road_segments AS s ON s.id = st.segment_id
+ORDER BY st.mean DESC NULLS LAST, s.id
+LIMIT $3 OFFSET $4
+"""
+
+
+async def list_active_segments(
+    pool: asyncpg.Pool,
+    *,
+    pollutant: str,
+    since: datetime,
+    min_readings: int,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """:func:`list_hot_segments` without a box for ``min_readings`` >= 1: the same rows in the
+    same order, but it aggregates only the readings of the window, so its cost follows the
+    readings rather than the size of the road network."""
+    if pollutant not in HOT_POLLUTANTS:
+        raise ValueError(f"unknown pollutant {pollutant!r}")
+    if min_readings < 1:
+        raise ValueError("min_readings must be at least 1")
+    rows = await pool.fetch(_ACTIVE.format(col=pollutant), since, min_readings, limit, offset)
+    segments = []
+    for row in rows:
+        segment = dict(row)
+        segment["geometry"] = {"type": "LineString", "coordinates": _coords(segment.pop("coords"))}
+        segments.append(segment)
+    return segments
+
+
+_RECENT = """
+SELECT r.segment_id AS id, count(*) AS readings, avg(r.{col}) AS mean, max(r.{col}) AS max
+FROM walkthrough_readings AS r
+JOIN road_segments AS s ON s.id = r.segment_id
+WHERE r.ts >= $1 AND r.flag = 'N' AND r.{col} IS NOT NULL
+GROUP BY r.segment_id
+HAVING count(*) >= $2
+ORDER BY r.segment_id
+"""
+
+
+async def recent_segment_stats(
+    pool: asyncpg.Pool, *, pollutant: str, since: datetime, min_readings: int = 1
+) -> list[asyncpg.Record]:
+    """The count, mean and max of the valid (flag ``N``) walk-through readings of ``pollutant``
+    since ``since`` per segment with at least ``min_readings`` (>= 1) of them, by segment id:
+    the statistics of :func:`list_hot_segments` without the segments' fields."""
+    if pollutant not in HOT_POLLUTANTS:
+        raise ValueError(f"unknown pollutant {pollutant!r}")
+    if min_readings < 1:
+        raise ValueError("min_readings must be at least 1")
+    return await pool.fetch(_RECENT.format(col=pollutant), since, min_readings)
