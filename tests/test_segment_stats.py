@@ -242,3 +242,121 @@ async def test_stats_need_a_token(anonymous_client: httpx.AsyncClient) -> None:
     response = await anonymous_client.get("/api/v1/segments/stats", params={"pollutant": "no2"})
 
     assert response.status_code == 401
+
+
+# --- analyser lag (docs/domain.md §5.8) ------------------------------------------------------
+
+LAGGED = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)  # wt-lag's drive, 11:00 CST on 1 November
+PLAIN = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # wt-plain's, the same drive a day later
+DAY1_ONLY = {"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}
+DAY2_ONLY = {"since": "2026-11-02T00:00:00Z", "until": "2026-11-03T00:00:00Z"}
+
+
+@pytest.fixture
+async def lagged(pool: asyncpg.Pool) -> tuple[int, int]:
+    """A held-out drive past a source, twice: segment C (t = 0…5 s, by the source), then D
+    (6…17 s, no reading at 16 s), then off the map (18…21 s, and 28 s). The NO2 analyser is
+    12 s late, so the plume sampled on C is reported on D (14…17 s). wt-lag has that lag
+    registered; wt-plain, driving the same way a day later, has a lag for PM2.5 only."""
+    c = await _segment(pool, "way/c", 118.02)
+    d = await _segment(pool, "way/d", 118.03)
+    reported = {12: 10.0, 13: 10.0, 14: 40.0, 15: 100.0, 17: 60.0, 19: 1000.0, 28: 500.0}
+    rows = []
+    for start, vehicle in ((LAGGED, "wt-lag"), (PLAIN, "wt-plain")):
+        for t in [*range(16), *range(17, 22), 28]:
+            segment = c if t <= 5 else d if t <= 17 else None
+            flag = "C" if t == 19 else "N"  # a calibration reading: not a sample
+            faults = ["no2"] if t == 13 else None  # a faulty NO2 channel: not a sample either
+            value = reported.get(t, 10.0)
+            rows.append((vehicle, start + timedelta(seconds=t), value, segment, flag, faults))
+    await pool.executemany(
+        "INSERT INTO walkthrough_readings (vehicle_id, ts, received_at, lat, lon, no2, pm25,"
+        " segment_id, flag, fault_pollutants)"
+        " VALUES ($1, $2, $2, 24.0, 118.0201, $3, 5.0, $4, $5, $6)",
+        rows,
+    )
+    await pool.executemany(
+        "INSERT INTO analyser_lags (vehicle_id, pollutant, lag_s, method, set_by)"
+        " VALUES ($1, $2, 12, 'registered', 'test')",
+        [("wt-lag", "no2"), ("wt-plain", "pm25")],
+    )
+    return c, d
+
+
+def _medians(body: dict[str, list[dict[str, object]]], *ids: int) -> list[object]:
+    by_id = {i["segment_id"]: i["median"] for i in body["items"]}
+    return [by_id.get(i) for i in ids]
+
+
+async def test_lagged_values_land_on_the_segment_where_they_were_sampled(
+    client: httpx.AsyncClient, lagged: tuple[int, int]
+) -> None:
+    c, d = lagged
+
+    response = await client.get("/api/v1/segments/stats", params={"pollutant": "no2", **DAY1_ONLY})
+
+    assert response.status_code == 200, response.text
+    # C at t = 0…5 takes the values reported at 12…17: 10; 25 (13 s is faulty: between 10 at
+    # 12 s and 40 at 14 s); 40; 100; 80 (no reading at 16 s: between 100 and 60); 60 → 52.5.
+    # D at 6…9 takes 18…21: 10 each (the calibration reading at 19 s is passed over, its
+    # neighbours read 10); at 10…15, 22…27 falls between 21 s and 28 s, 7 s apart (> 5 s): no
+    # value; at 17, 29 s is after the last reading: no value → 10.
+    assert _medians(response.json(), c, d) == [52.5, 10.0]
+
+
+async def test_a_vehicle_without_a_lag_for_the_pollutant_is_unchanged(
+    client: httpx.AsyncClient, lagged: tuple[int, int]
+) -> None:
+    c, d = lagged
+
+    response = await client.get("/api/v1/segments/stats", params={"pollutant": "no2", **DAY2_ONLY})
+
+    # As reported: C 10; D 10 × 7 (13 s faulty), 40, 100, 60 → 27.
+    assert _medians(response.json(), c, d) == [10.0, 27.0]
+
+
+async def test_lagged_values_are_looked_up_past_the_window(
+    client: httpx.AsyncClient, lagged: tuple[int, int]
+) -> None:
+    c, d = lagged
+    until = (LAGGED + timedelta(seconds=6)).isoformat()
+
+    response = await client.get(
+        "/api/v1/segments/stats",
+        params={"pollutant": "no2", "since": DAY1_ONLY["since"], "until": until},
+    )
+
+    # Only C's readings are in the window; their values were reported after it.
+    assert _medians(response.json(), c, d) == [52.5, None]
+
+
+async def test_the_lag_gap_comes_from_the_settings(
+    settings: Settings, lagged: tuple[int, int]
+) -> None:
+    c, d = lagged
+    async with api_client(settings.model_copy(update={"lag_max_gap_s": 8.0})) as wide:
+        response = await wide.get(
+            "/api/v1/segments/stats", params={"pollutant": "no2", **DAY1_ONLY}
+        )
+
+    # With 8 s, D at 10…15 interpolates between 10 (21 s) and 500 (28 s): 80, 150, …, 430;
+    # with 10 × 4 at 6…9 → (40 + 1530) / 10 = 157.
+    assert _medians(response.json(), c, d) == [52.5, 157.0]
+
+
+async def test_aqi_takes_the_same_retimed_medians(
+    client: httpx.AsyncClient, lagged: tuple[int, int]
+) -> None:
+    c, d = lagged
+
+    response = await client.get(
+        "/api/v1/segments/stats", params={"pollutant": "no2", "aqi": "hourly", **WINDOW}
+    )
+
+    assert response.status_code == 200, response.text
+    items = {i["segment_id"]: i for i in response.json()["items"]}
+    # Two passes each, wt-lag's and wt-plain's: C (52.5 + 10) / 2, D (10 + 27) / 2.
+    assert [items[c]["median"], items[d]["median"]] == [31.25, 18.5]
+    for segment in (c, d):
+        [no2] = [s for s in items[segment]["aqi"]["iaqi"] if s["pollutant"] == "no2"]
+        assert (no2["concentration"], no2["passes"]) == (items[segment]["median"], 2)

@@ -47,6 +47,7 @@ async def _stats(
         bbox=query.box(),
         after_id=query.after or 0,
         limit=query.limit + 1,
+        lag_max_gap_s=settings.lag_max_gap_s,
     )
     minimum = settings.segment_reliable_drive_days
     items = [
@@ -95,7 +96,7 @@ async def _segment_aqi(
     )
     rows = await segment_medians(
         pool, segment_ids, hj633.AQI_POLLUTANTS, since=since, until=until,
-        max_gap_s=settings.pass_max_gap_s,
+        max_gap_s=settings.pass_max_gap_s, lag_max_gap_s=settings.lag_max_gap_s,
     )  # fmt: skip
     place = {s: i for i, s in enumerate(segment_ids)}
     column = {p: j for j, p in enumerate(hj633.AQI_POLLUTANTS)}
@@ -190,8 +191,10 @@ async def get_segment_stats(
     per segment with at least one drive pass, the median across passes of each pass's mean,
     the number of passes and of distinct drive days (China Standard Time), and ``reliable``
     from the configured number of drive days. Passes are found as detection finds them, from
-    valid (flag ``N``) readings snapped to segments. ``format=geojson`` answers a GeoJSON
-    FeatureCollection. Segments in id order; follow ``next_after``.
+    valid (flag ``N``) readings snapped to segments, with a vehicle's registered analyser lags
+    applied: each value counts where its air was sampled (docs/domain.md §5.8).
+    ``format=geojson`` answers a GeoJSON FeatureCollection. Segments in id order; follow
+    ``next_after``.
 
     ``aqi=hourly`` or ``aqi=daily`` adds each segment's **indicative** AQI: the HJ 633
     sub-indices of its medians across passes of SO2, NO2, CO, O3, PM10 and PM2.5, the AQI,

@@ -504,7 +504,67 @@ async def track_geojson(
 # coming back makes two passes; then each pass's mean of the pollutant (its readings without a
 # value ignored; a pass without any value dropped), and per segment the median of those means,
 # the passes and the distinct drive days (China Standard Time calendar day of a pass's first
-# reading).
+# reading). A pollutant with an analyser lag L registered for the vehicle (docs/domain.md §5.8)
+# is re-timed as detection re-times it (detection/lag.py): a reading's value is the one its
+# vehicle reported at ts + L, interpolated between the latest valid sample at or before and the
+# earliest at or after (flag 'N', the pollutant present and not faulty; one sample exactly there
+# is taken as it is), NULL when either is missing or they lie more than the lag gap apart. A lag
+# of 0 is no lag, as in detection. The samples are looked up by the primary key, also outside
+# the window, so a reading's value does not depend on the window asked for.
+_RETIMED_JOINS = """
+    LEFT JOIN analyser_lags l_{p}
+           ON l_{p}.vehicle_id = w.vehicle_id AND l_{p}.pollutant = '{p}' AND l_{p}.lag_s > 0
+    LEFT JOIN LATERAL (
+        SELECT x.ts, x.{p}::float8 AS v
+        FROM walkthrough_readings x
+        WHERE l_{p}.lag_s IS NOT NULL AND x.vehicle_id = w.vehicle_id
+          AND x.ts <= w.ts + l_{p}.lag_s * INTERVAL '1 second'
+          AND x.ts >= w.ts + (l_{p}.lag_s - ${gap}) * INTERVAL '1 second'
+          AND x.flag = 'N' AND x.{p} IS NOT NULL
+          AND COALESCE(NOT '{p}' = ANY(x.fault_pollutants), true)
+        ORDER BY x.ts DESC LIMIT 1
+    ) b_{p} ON true
+    LEFT JOIN LATERAL (
+        SELECT x.ts, x.{p}::float8 AS v
+        FROM walkthrough_readings x
+        WHERE l_{p}.lag_s IS NOT NULL AND x.vehicle_id = w.vehicle_id
+          AND x.ts >= w.ts + l_{p}.lag_s * INTERVAL '1 second'
+          AND x.ts <= w.ts + (l_{p}.lag_s + ${gap}) * INTERVAL '1 second'
+          AND x.flag = 'N' AND x.{p} IS NOT NULL
+          AND COALESCE(NOT '{p}' = ANY(x.fault_pollutants), true)
+        ORDER BY x.ts LIMIT 1
+    ) a_{p} ON true"""
+# The readings of the passes, each with its values of the pollutants (columns v_<p>): the
+# vehicles without a lag for any of them read their own values, the others go through the
+# lookups (which start with the pollutant's lag being known), so the former pay nothing for them.
+_READINGS = """lagged AS (
+    SELECT d.vehicle_id FROM drivers d
+    WHERE EXISTS (SELECT 1 FROM analyser_lags l WHERE l.vehicle_id = d.vehicle_id
+                  AND l.pollutant IN ({names}) AND l.lag_s > 0)
+),
+r AS (
+    SELECT w.vehicle_id, w.ts, w.segment_id, {own}
+    FROM walkthrough_readings w JOIN drivers d ON d.vehicle_id = w.vehicle_id
+    WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N' AND w.segment_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM lagged g WHERE g.vehicle_id = w.vehicle_id)
+    UNION ALL
+    SELECT w.vehicle_id, w.ts, w.segment_id, {retimed}
+    FROM walkthrough_readings w JOIN lagged d ON d.vehicle_id = w.vehicle_id{joins}
+    WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N' AND w.segment_id IS NOT NULL
+)"""
+# The planner prices the lag lookups for every reading a lagged vehicle might have, which puts
+# even a few thousand readings over jit_above_cost; compiling then takes far longer (about
+# 300 ms) than the statement itself.
+_NO_JIT = "SET LOCAL jit = off"
+_OWN_VALUE = "CASE WHEN '{p}' = ANY(w.fault_pollutants) THEN NULL ELSE w.{p}::float8 END"
+_RETIMED_VALUE = """CASE
+               WHEN l_{p}.lag_s IS NULL THEN {own}
+               WHEN a_{p}.ts = b_{p}.ts THEN b_{p}.v
+               WHEN a_{p}.ts - b_{p}.ts <= ${gap} * INTERVAL '1 second' THEN
+                   b_{p}.v + (a_{p}.v - b_{p}.v)
+                   * extract(epoch FROM w.ts + l_{p}.lag_s * INTERVAL '1 second' - b_{p}.ts)::float8
+                   / extract(epoch FROM a_{p}.ts - b_{p}.ts)::float8
+           END"""
 _SEGMENT_STATS = """
 WITH seg AS (
     SELECT id, source, road_ref, seq, name, highway, length_m, coords
@@ -518,14 +578,9 @@ drivers AS (
     FROM walkthrough_readings w JOIN seg ON seg.id = w.segment_id
     WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N'
 ),
-r AS (
-    SELECT w.vehicle_id, w.ts, w.segment_id,
-           CASE WHEN '{p}' = ANY(w.fault_pollutants) THEN NULL ELSE w.{p}::float8 END AS v
-    FROM walkthrough_readings w JOIN drivers d ON d.vehicle_id = w.vehicle_id
-    WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N' AND w.segment_id IS NOT NULL
-),
+{readings},
 marked AS (
-    SELECT vehicle_id, ts, segment_id, v,
+    SELECT vehicle_id, ts, segment_id, v_{p} AS v,
            CASE WHEN lag(segment_id) OVER w IS DISTINCT FROM segment_id
                   OR ts - lag(ts) OVER w > $4 * INTERVAL '1 second'
                 THEN 1 ELSE 0 END AS starts
@@ -571,20 +626,25 @@ async def segment_stats(
     bbox: tuple[float, float, float, float] | None,
     after_id: int,
     limit: int,
+    lag_max_gap_s: float = 5.0,
 ) -> list[dict[str, Any]]:
     """Per road segment with at least one pass of ``pollutant`` in ``[since, until)``: the
     median across drive passes of each pass's mean (``median``), the number of passes and of
     distinct drive days (CST), segments in id order after ``after_id``, at most ``limit``.
 
     ``bbox`` is ``(min_lon, min_lat, max_lon, max_lat)``: segments whose bounding box meets it.
-    Each row has the segment's fields and ``geometry`` (a GeoJSON LineString).
+    Each row has the segment's fields and ``geometry`` (a GeoJSON LineString). A vehicle's
+    values of a pollutant with a registered lag are re-timed to where they were sampled
+    (docs/domain.md §5.8), never interpolated across samples more than ``lag_max_gap_s``
+    apart.
     """
     if pollutant not in POLLUTANTS:
         raise ValidationError(f"unknown pollutant {pollutant!r}")
     box: tuple[float | None, ...] = bbox if bbox is not None else (None, None, None, None)
-    rows = await pool.fetch(
-        _SEGMENT_STATS.format(p=pollutant), limit, since, until, max_gap_s, after_id, *box
-    )
+    sql = _SEGMENT_STATS.format(p=pollutant, readings=_readings_sql((pollutant,), gap=10))
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_NO_JIT)
+        rows = await conn.fetch(sql, limit, since, until, max_gap_s, after_id, *box, lag_max_gap_s)
     result = []
     for row in rows:
         item = dict(row)
@@ -617,11 +677,7 @@ drivers AS (
     FROM walkthrough_readings w JOIN seg ON seg.id = w.segment_id
     WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N'
 ),
-r AS (
-    SELECT w.vehicle_id, w.ts, w.segment_id, {values}
-    FROM walkthrough_readings w JOIN drivers d ON d.vehicle_id = w.vehicle_id
-    WHERE w.ts >= $2 AND w.ts < $3 AND w.flag = 'N' AND w.segment_id IS NOT NULL
-),
+{readings},
 marked AS (
     SELECT r.*,
            CASE WHEN lag(segment_id) OVER w IS DISTINCT FROM segment_id
@@ -655,13 +711,24 @@ GROUP BY segment_id, pollutant
 
 
 def _segment_medians_sql(pollutants: tuple[str, ...]) -> str:
-    values = ", ".join(
-        f"CASE WHEN '{p}' = ANY(w.fault_pollutants) THEN NULL ELSE w.{p}::float8 END AS v_{p}"
-        for p in pollutants
-    )
     means = ", ".join(f"avg(v_{p}) AS m_{p}" for p in pollutants)
     pairs = ", ".join(f"('{p}', p.m_{p})" for p in pollutants)
-    return _SEGMENT_MEDIANS.format(values=values, means=means, pairs=pairs)
+    return _SEGMENT_MEDIANS.format(
+        readings=_readings_sql(pollutants, gap=5), means=means, pairs=pairs
+    )
+
+
+def _readings_sql(pollutants: tuple[str, ...], *, gap: int) -> str:
+    """:data:`_READINGS` for ``pollutants`` (known names), the lag gap parameter ``$gap``."""
+    return _READINGS.format(
+        names=", ".join(f"'{p}'" for p in pollutants),
+        own=", ".join(f"{_OWN_VALUE.format(p=p)} AS v_{p}" for p in pollutants),
+        retimed=", ".join(
+            f"{_RETIMED_VALUE.format(p=p, gap=gap, own=_OWN_VALUE.format(p=p))} AS v_{p}"
+            for p in pollutants
+        ),
+        joins="".join(_RETIMED_JOINS.format(p=p, gap=gap) for p in pollutants),
+    )
 
 
 async def segment_medians(
@@ -672,17 +739,20 @@ async def segment_medians(
     since: datetime,
     until: datetime,
     max_gap_s: float,
+    lag_max_gap_s: float = 5.0,
 ) -> list[dict[str, Any]]:
     """Per segment of ``segment_ids`` and pollutant of ``pollutants`` with at least one pass in
     ``[since, until)``: ``median`` across passes of each pass's mean, ``passes`` and
-    ``drive_days``, found exactly as :func:`segment_stats` finds them."""
+    ``drive_days``, found and re-timed exactly as :func:`segment_stats` does."""
     unknown = set(pollutants) - set(POLLUTANTS)
     if unknown:
         raise ValidationError(f"unknown pollutants {sorted(unknown)}")
     if not segment_ids or not pollutants:
         return []
     sql = _segment_medians_sql(pollutants)
-    rows = await pool.fetch(sql, segment_ids, since, until, max_gap_s)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_NO_JIT)
+        rows = await conn.fetch(sql, segment_ids, since, until, max_gap_s, lag_max_gap_s)
     return [dict(r) for r in rows]
 
 

@@ -183,7 +183,9 @@ def plan_detection(
         )
         bits[ahead] = later.channels.astype(np.int64) @ _BITS
     excluded = ((bits | s.fault_bits)[:, None] & _BITS) != 0
-    sound = _retimed(s, np.where(excluded, np.nan, s.values), lags, gap_us, params)
+    # A flagged reading (not N) is no sample either, as in the street map.
+    sample = excluded | ~s.flag_ok[:, None]
+    sound = _retimed(s, np.where(sample, np.nan, s.values), lags, gap_us, params)
 
     # Fragments of the new usable rows, split where the vehicle went quiet (arrival gap).
     keep = np.flatnonzero(usable)
