@@ -351,16 +351,16 @@ _CURSORS = """
 INSERT INTO walkthrough_detect_cursors AS c (
     vehicle_id, judged_us, flat_since_us, open_segment_id, open_first_us, open_last_us,
     open_received_us, open_readings, open_n, open_total, open_peak, updated_at)
-SELECT x.vehicle_id, x.judged_us, x.flat::bigint[], NULLIF(x.seg, -1),
+SELECT x.vehicle_id, x.judged_us, ($3::bigint[])[(x.i - 1) * {p} + 1 : x.i * {p}],
+       NULLIF(x.seg, -1),
        CASE WHEN x.seg <> -1 THEN x.first_us END, CASE WHEN x.seg <> -1 THEN x.last_us END,
        CASE WHEN x.seg <> -1 THEN x.received_us END, CASE WHEN x.seg <> -1 THEN x.readings END,
-       CASE WHEN x.seg <> -1 THEN x.n::float8[] END,
-       CASE WHEN x.seg <> -1 THEN x.total::float8[] END,
-       CASE WHEN x.seg <> -1 THEN x.peak::float8[] END, now()
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
-            $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[])
-     AS x(vehicle_id, judged_us, flat, seg, first_us, last_us, received_us, readings,
-          n, total, peak)
+       CASE WHEN x.seg <> -1 THEN ($9::float8[])[(x.i - 1) * {p} + 1 : x.i * {p}] END,
+       CASE WHEN x.seg <> -1 THEN ($10::float8[])[(x.i - 1) * {p} + 1 : x.i * {p}] END,
+       CASE WHEN x.seg <> -1 THEN ($11::float8[])[(x.i - 1) * {p} + 1 : x.i * {p}] END, now()
+FROM unnest($1::text[], $2::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+            $7::bigint[], $8::bigint[]) WITH ORDINALITY
+     AS x(vehicle_id, judged_us, seg, first_us, last_us, received_us, readings, i)
 ORDER BY x.vehicle_id
 ON CONFLICT (vehicle_id) DO UPDATE SET
     judged_us = EXCLUDED.judged_us, flat_since_us = EXCLUDED.flat_since_us,
@@ -368,12 +368,7 @@ ON CONFLICT (vehicle_id) DO UPDATE SET
     open_last_us = EXCLUDED.open_last_us, open_received_us = EXCLUDED.open_received_us,
     open_readings = EXCLUDED.open_readings, open_n = EXCLUDED.open_n,
     open_total = EXCLUDED.open_total, open_peak = EXCLUDED.open_peak, updated_at = now()
-"""
-
-
-def _arrays(table: npt.NDArray[np.generic]) -> list[str]:
-    """Rows of a 2-D array as PostgreSQL array literals (NaN as 'NaN')."""
-    return ["{" + ",".join(map(str, row)) + "}" for row in table.tolist()]
+""".replace("{p}", str(len(POLLUTANTS)))
 
 
 async def write_cursors(conn: asyncpg.Connection, vehicle_id: ObjectArray, plan: Plan) -> None:
@@ -395,16 +390,19 @@ async def write_cursors(conn: asyncpg.Connection, vehicle_id: ObjectArray, plan:
 
     empty = np.zeros((n, p))
 
-    def table(values: npt.NDArray[np.float64]) -> list[str]:
+    # Tables go as one flat array each, a row of len(POLLUTANTS) per vehicle (sliced in SQL):
+    # asyncpg encodes a list of numbers in C, where text literals cost a str() per value.
+    def table(values: npt.NDArray[np.float64]) -> list[float]:
         out = empty.copy()
         out[has] = values[at]
-        return _arrays(out)
+        flat: list[float] = out.ravel().tolist()
+        return flat
 
     await conn.execute(
         _CURSORS,
         vehicle_id[keep].tolist(),
         plan.judged_us[keep].tolist(),
-        _arrays(plan.flat_since_us[keep]),
+        np.ascontiguousarray(plan.flat_since_us[keep], dtype=np.int64).ravel().tolist(),
         column(o.segment_id),
         column(o.first_us),
         column(o.last_us),
