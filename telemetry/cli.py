@@ -241,25 +241,8 @@ def _add_lag_and_calibration_commands(veh: Any) -> None:
     add|list|delete`` (docs/domain.md §5.8, §5.9). Changes are audited as ``cli:<user>``."""
     from datetime import datetime
 
-    from telemetry.accounts.commands import cli_actor
+    from telemetry.accounts.commands import cli_actor, on_pool
     from telemetry.kinds.walkthrough.record import POLLUTANTS
-
-    def on_pool(settings: Settings, work: Any) -> Any:
-        import asyncpg
-
-        from telemetry.db import create_pool
-
-        async def run() -> Any:
-            try:
-                pool = await create_pool(settings.database_url, min_size=1, max_size=2)
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise TelemetryError(f"cannot connect to the database: {exc}") from exc
-            try:
-                return await work(pool)
-            finally:
-                await pool.close()
-
-        return asyncio.run(run())
 
     def pollutant(text: str) -> str:
         if text not in POLLUTANTS:

@@ -18,7 +18,7 @@ from telemetry.errors import TelemetryError, UnavailableError
 from telemetry.settings import Settings
 from telemetry.store.audit import Actor
 
-__all__ = ["add_parser", "cli_actor"]
+__all__ = ["add_parser", "cli_actor", "on_pool"]
 
 T = TypeVar("T")
 
@@ -32,7 +32,8 @@ def cli_actor() -> Actor:
     return Actor(account_id=None, name=f"cli:{user}")
 
 
-def _on_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+def on_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Run ``work`` on a small pool of the settings' database, for a command."""
     from telemetry.db import create_pool
 
     async def run() -> T:
@@ -59,7 +60,7 @@ def _password(args: argparse.Namespace) -> str | None:
 
 def _add(settings: Settings, args: argparse.Namespace) -> int:
     password = _password(args)
-    account, generated = _on_pool(
+    account, generated = on_pool(
         settings,
         lambda pool: service.add_account(
             pool, cli_actor(), name=args.name, role=Role(args.role), password=password
@@ -73,14 +74,14 @@ def _add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
-    for a in _on_pool(settings, service.list_accounts):
+    for a in on_pool(settings, service.list_accounts):
         state = f"disabled {a['disabled_at']:%Y-%m-%d %H:%M}" if a["disabled"] else "enabled"
         print(f"{a['name']}\t{a['role']}\t{state}\t{a['live_tokens']} live token(s)")
     return 0
 
 
 def _show_change(settings: Settings, name: str, **change: Any) -> int:
-    account = _on_pool(
+    account = on_pool(
         settings, lambda pool: service.change_account(pool, cli_actor(), name, **change)
     )
     state = "disabled, its tokens revoked" if account["disabled"] else "enabled"
@@ -102,7 +103,7 @@ def _enable(settings: Settings, args: argparse.Namespace) -> int:
 
 def _set_password(settings: Settings, args: argparse.Namespace) -> int:
     password = _password(args)
-    generated = _on_pool(
+    generated = on_pool(
         settings, lambda pool: service.set_password(pool, cli_actor(), args.name, password)
     )
     print(f"{args.name}: password replaced, its tokens revoked")
@@ -113,14 +114,14 @@ def _set_password(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _revoke_tokens(settings: Settings, args: argparse.Namespace) -> int:
-    revoked = _on_pool(settings, lambda pool: service.revoke_tokens(pool, cli_actor(), args.name))
+    revoked = on_pool(settings, lambda pool: service.revoke_tokens(pool, cli_actor(), args.name))
     print(f"{args.name}: {revoked} token(s) revoked")
     return 0
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     ttl = args.ttl_s or settings.token_ttl_s
-    issued = _on_pool(
+    issued = on_pool(
         settings, lambda pool: service.issue_token(pool, cli_actor(), args.name, ttl_s=ttl)
     )
     expires = issued.expires_at.isoformat(timespec="seconds")

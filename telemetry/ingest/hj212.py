@@ -229,6 +229,7 @@ class Hj212Intake:
                 lon=position.lon,
                 flag=rt.flag,
                 units=None,  # converted by the analyser's factor units above
+                calibration=None,  # HJ 212 says so with the flag (C)
                 **rt.values,
             )
             result.extra = rt.extra or None

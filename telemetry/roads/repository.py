@@ -119,9 +119,15 @@ async def fetch_segment(
             segment_id,
             since,
         )
+    segment = _with_geometry(row)
+    segment["hourly"] = [dict(r) for r in hourly]
+    return segment
+
+
+def _with_geometry(row: asyncpg.Record) -> dict[str, Any]:
+    """The row as a dict, its ``coords`` as a GeoJSON LineString ``geometry``."""
     segment = dict(row)
     segment["geometry"] = {"type": "LineString", "coordinates": _coords(segment.pop("coords"))}
-    segment["hourly"] = [dict(r) for r in hourly]
     return segment
 
 
@@ -180,12 +186,7 @@ async def list_hot_segments(
         limit,
         offset,
     )
-    segments = []
-    for row in rows:
-        segment = dict(row)
-        segment["geometry"] = {"type": "LineString", "coordinates": _coords(segment.pop("coords"))}
-        segments.append(segment)
-    return segments
+    return [_with_geometry(row) for row in rows]
 
 
 _NETWORK_VERSION = """
@@ -275,12 +276,7 @@ async def list_active_segments(
     if min_readings < 1:
         raise ValueError("min_readings must be at least 1")
     rows = await pool.fetch(_ACTIVE.format(col=pollutant), since, min_readings, limit, offset)
-    segments = []
-    for row in rows:
-        segment = dict(row)
-        segment["geometry"] = {"type": "LineString", "coordinates": _coords(segment.pop("coords"))}
-        segments.append(segment)
-    return segments
+    return [_with_geometry(row) for row in rows]
 
 
 _RECENT = """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import msgspec
 import numpy as np
@@ -117,12 +117,7 @@ Flag = Annotated[str, msgspec.Meta(pattern="^[A-Z]$")]
 CalibrationKind = Literal["zero", "span"]
 CalibratedPollutant = Literal["pm25", "pm10", "no2", "o3", "so2", "co", "tvoc"]
 assert get_args(CalibratedPollutant) == POLLUTANTS
-if TYPE_CHECKING:
-    # ingest/hj212.py builds readings from a dict of floats (``**values``), which the type
-    # checker matches against every keyword not named; Any keeps that call checkable.
-    Calibration = Any
-else:
-    Calibration = CalibrationKind | dict[CalibratedPollutant, CalibrationKind]
+Calibration = CalibrationKind | dict[CalibratedPollutant, CalibrationKind]
 
 
 class WalkthroughReading(msgspec.Struct, frozen=True):

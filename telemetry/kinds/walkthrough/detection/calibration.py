@@ -47,10 +47,14 @@ def flagged_channels(calibration: ObjArray) -> BoolArray:
     channels = np.zeros((n, len(POLLUTANTS)), dtype=bool)
     if n == 0:
         return channels
-    present = np.array([c is not None for c in calibration.tolist()], dtype=bool)
-    whole = present & np.array([isinstance(c, str) for c in calibration.tolist()], dtype=bool)
-    channels[whole] = True
-    named = np.flatnonzero(present & ~whole)
+    # Truth values taken in C (None and an empty mapping: no flag), so that a batch without
+    # flags (nearly every one) costs no Python loop.
+    present = np.flatnonzero(calibration.astype(bool))
+    if present.shape[0] == 0:
+        return channels
+    whole = np.array([isinstance(calibration[i], str) for i in present.tolist()], dtype=bool)
+    channels[present[whole]] = True
+    named = present[~whole]
     pairs = [(i, POLLUTANTS.index(p)) for i in named.tolist() for p in calibration[i]]
     if pairs:
         rows, cols = np.array(pairs, dtype=np.intp).T
