@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal, get_args
+from operator import attrgetter
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from msgspec.structs import astuple
 
 from telemetry import units as _units
 from telemetry.clock import EpochMs, Timestamp, ts_us
@@ -151,9 +151,6 @@ _FLOAT_FIELDS = tuple(
     for f in WalkthroughReading.__struct_fields__
     if f not in ("ts", "flag", "units", "calibration")
 )
-# The float fields are contiguous in the struct, between ts and flag.
-_FLOATS = slice(1, 1 + len(_FLOAT_FIELDS))
-assert WalkthroughReading.__struct_fields__[_FLOATS] == _FLOAT_FIELDS
 
 
 def declared_unit_factors(
@@ -265,6 +262,21 @@ def _lookup(values: npt.NDArray[np.str_], table: tuple[str, ...]) -> npt.NDArray
     return np.where(found, order[pos], -1).astype(np.intp)
 
 
+_float_fields = attrgetter(*_FLOAT_FIELDS)
+_ts_of = attrgetter("ts")
+_flag_of = attrgetter("flag")
+_units_of = attrgetter("units")
+_calibration_of = attrgetter("calibration")
+
+
+def _ts_us(times: list[Any]) -> IntArray:
+    """Epoch microseconds of the records' times: epoch milliseconds (the usual) in one
+    conversion, RFC 3339 times one by one."""
+    if set(map(type, times)) <= {int}:
+        return np.array(times, dtype=np.int64) * 1000
+    return np.array([ts_us(t) for t in times], dtype=np.int64)
+
+
 def walkthrough_batch(
     rows: KindRows, vehicle_units: Mapping[str, Mapping[str, str]] | None = None
 ) -> WalkthroughBatch:
@@ -277,29 +289,31 @@ def walkthrough_batch(
     declares no unit for itself; a reading's own declaration wins. ``units`` stays as sent.
     """
     records: Sequence[WalkthroughReading] = rows.records
-    # One C-level conversion of all float fields (None becomes NaN), then a column each.
-    table = np.array([astuple(r)[_FLOATS] for r in records], dtype=np.float64).reshape(
-        len(records), len(_FLOAT_FIELDS)
+    n = len(records)
+    # C-level getters over the records (no Python frame per record), then a column each;
+    # None becomes NaN in the one conversion of all float fields.
+    table = np.array(list(map(_float_fields, records)), dtype=np.float64).reshape(
+        n, len(_FLOAT_FIELDS)
     )
     cols = {name: table[:, i].copy() for i, name in enumerate(_FLOAT_FIELDS)}
-    extra = np.empty(len(records), dtype=object)
+    extra = np.empty(n, dtype=object)
     extra[:] = rows.extras
-    units = np.empty(len(records), dtype=object)
-    units[:] = [r.units for r in records]
+    units = np.empty(n, dtype=object)
+    units[:] = list(map(_units_of, records))
     factors, _ = declared_unit_factors(units, extra)
     _keep_extra_units(extra, units)
     if vehicle_units:
         by_vehicle = vehicle_unit_factors(np.array(rows.vehicle_id, dtype=object), vehicle_units)
         factors = np.where(_declared_pollutants(units), factors, by_vehicle)
-    calibration = np.empty(len(records), dtype=object)
-    calibration[:] = [r.calibration for r in records]
+    calibration = np.empty(n, dtype=object)
+    calibration[:] = list(map(_calibration_of, records))
     for j, name in enumerate(POLLUTANTS):
         cols[name] *= factors[:, j]
     return WalkthroughBatch(
         vehicle_id=np.array(rows.vehicle_id, dtype=object),
-        ts_us=np.array([ts_us(r.ts) for r in records], dtype=np.int64),
+        ts_us=_ts_us(list(map(_ts_of, records))),
         received_us=np.array(rows.received_us, dtype=np.int64),
-        flag=np.array([r.flag for r in records], dtype="<U1"),
+        flag=np.array(list(map(_flag_of, records)), dtype="<U1"),
         extra=extra,
         units=units,
         calibration=calibration,
