@@ -65,6 +65,7 @@ from simulators.network import load_network
 from simulators.plume import Plumes, default_sources
 from simulators.publisher import encode, topic_for
 from simulators.walkthrough import DEFAULT_ROADS
+from telemetry.kinds.walkthrough.record import POLLUTANTS
 
 PREFIX = "flood-"
 PLUME_PREFIX = "plume-"
@@ -178,16 +179,26 @@ async def flood(stack: Stack, streams: list[Stream], passwords: dict[str, str]) 
 def _parked(vehicles: list[str], ticks: int, end_s: float) -> list[Stream]:
     """Each vehicle parked on a street of the demo network, reading the background once a
     second for ``ticks`` seconds up to ``end_s``: one pass that never closes, so the flood
-    measures the ingest path rather than detection."""
+    measures the ingest path rather than detection.
+
+    The pollutant values carry the fleet's sensor noise (8 %, to two decimals) from reading to
+    reading: a channel that repeats one value for minutes is a stuck sensor (the flat-line
+    fault), which the detector marks row by row, and a flood of stuck sensors would measure
+    that instead of ordinary data."""
     network = load_network(DEFAULT_ROADS)
     fleet = Fleet(network, Plumes([], network), vehicles=len(vehicles), seed=1, prefix=PREFIX)
     first_s = int(end_s) - (ticks - 1)
+    rng = np.random.default_rng(1)
     streams = []
     for vehicle, reading in zip(vehicles, tick_readings(fleet.step(first_s), 0), strict=True):
         topic = topic_for("telemetry", vehicle).encode()
+        base = {p: reading[p] for p in POLLUTANTS if reading.get(p) is not None}
+        noise = rng.lognormal(0.0, 0.08, (ticks, len(base))).round(3)
         messages = []
         for k in range(ticks):
             reading["ts"] = (first_s + k) * 1000
+            for (p, level), factor in zip(base.items(), noise[k].tolist(), strict=True):
+                reading[p] = round(level * factor, 2)
             messages.append((topic, encode(reading)[:-1] + b',"sent_at_ms":'))
         streams.append(Stream(vehicle, messages))
     return streams
