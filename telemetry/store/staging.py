@@ -40,12 +40,19 @@ def first_of_each_key(*keys: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
 class Staging:
     """A kind's staging table: its name, columns (the first being ``row_no``), the statement
     creating it (a temporary table emptied at commit) and the ``insert`` from it into the real
-    table, which must return the ``row_no`` of every row it inserted."""
+    table, which must return the ``row_no`` of every row it inserted.
+
+    Or, cheaper (no join of what was inserted back to the staging rows), ``insert`` returns
+    only how many rows it inserted, and ``inserted_rows`` (run only when that is fewer than
+    were staged: a redelivery) returns the ``row_no`` of the staged rows that this insert
+    stored, told apart by when they were stored and their arrival time.
+    """
 
     table: str
     columns: tuple[str, ...]
     create: str
     insert: str
+    inserted_rows: str | None = None
 
     async def insert_new(
         self, conn: asyncpg.Connection, values: Sequence[list[object]]
@@ -56,7 +63,13 @@ class Staging:
         await conn.copy_records_to_table(
             self.table, records=zip(*values, strict=True), columns=self.columns
         )
-        rows = await conn.fetch(self.insert)
+        if self.inserted_rows is not None:
+            staged = len(values[0])
+            if await conn.fetchval(self.insert) == staged:
+                return np.asarray(values[0], dtype=np.intp)
+            rows = await conn.fetch(self.inserted_rows)
+        else:
+            rows = await conn.fetch(self.insert)
         new = np.fromiter((r[0] for r in rows), dtype=np.intp, count=len(rows))
         new.sort()
         return new

@@ -81,7 +81,11 @@ def _us(column: str) -> str:
 
 
 # Staging rows carry times as integer microseconds (exact, and cheap to encode); NaN marks an
-# absent value on the wire and becomes NULL here.
+# absent value on the wire and becomes NULL here. The insert returns how many rows it stored;
+# only when that is fewer than were staged (a redelivery) does the second statement tell which:
+# those stored by this transaction (stored_at from its start on) from this delivery (a row
+# stored before by another worker, from another delivery of the message, has that delivery's
+# arrival time).
 _INSERT = f"""
 WITH inserted AS (
     INSERT INTO walkthrough_readings (
@@ -94,11 +98,16 @@ WITH inserted AS (
     FROM {_STAGING}
     ORDER BY vehicle_id, ts_us
     ON CONFLICT (vehicle_id, ts) DO NOTHING
-    RETURNING vehicle_id, ts
+    RETURNING 1
 )
+SELECT count(*) FROM inserted
+"""
+_INSERTED_ROWS = f"""
 SELECT s.row_no
-FROM inserted i
-JOIN {_STAGING} s ON s.vehicle_id = i.vehicle_id AND {_us("s.ts_us")} = i.ts
+FROM {_STAGING} s
+JOIN walkthrough_readings r
+  ON r.vehicle_id = s.vehicle_id AND r.ts = {_us("s.ts_us")}
+ AND r.received_at = {_us("s.received_us")} AND r.stored_at >= now()
 """
 
 _CREATE_STAGING = f"""
@@ -116,7 +125,7 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
     fault_pollutants text NOT NULL
 ) ON COMMIT DELETE ROWS
 """
-_STAGED = Staging(_STAGING, _STAGING_COLUMNS, _CREATE_STAGING, _INSERT)
+_STAGED = Staging(_STAGING, _STAGING_COLUMNS, _CREATE_STAGING, _INSERT, _INSERTED_ROWS)
 
 
 async def insert_walkthrough(
