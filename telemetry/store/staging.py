@@ -11,7 +11,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Staging", "first_of_each_key", "json_text"]
+__all__ = ["PG_EPOCH_US", "Staging", "binary_copy", "first_of_each_key", "json_text"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -20,6 +20,33 @@ def json_text(value: object) -> str | None:
     """A jsonb value for COPY: asyncpg's binary COPY has no jsonb encoder, so extras travel
     as text and the insert casts them."""
     return None if value is None else _encoder.encode(value).decode()
+
+
+#: PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC.
+PG_EPOCH_US = 946_684_800_000_000
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no extension
+_COPY_TRAILER = b"\xff\xff"
+
+
+def binary_copy(columns: Sequence[npt.NDArray[np.generic]]) -> bytes:
+    """A COPY ``FORMAT binary`` stream of fixed-width columns, built by numpy in one pass:
+    per row the field count, then each field's length and big-endian value. Columns are
+    ``int16/32/64``, ``float64`` (``smallint``, ``integer``, ``bigint``, ``double precision``;
+    an ``int64`` of microseconds since :data:`PG_EPOCH_US` for ``timestamptz``) or ``S1``
+    (``char(1)``). No NULLs: absent values travel as sentinels (NaN, -1) and the insert turns
+    them into NULL."""
+    n = len(columns[0]) if columns else 0
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    for i, column in enumerate(columns):
+        if len(column) != n:
+            raise ValueError("columns of different lengths")
+        fields += [(f"l{i}", ">i4"), (f"v{i}", column.dtype.newbyteorder(">").str)]
+    rows = np.empty(n, dtype=np.dtype(fields))
+    rows["count"] = len(columns)
+    for i, column in enumerate(columns):
+        rows[f"l{i}"] = column.dtype.itemsize
+        rows[f"v{i}"] = column
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
 def first_of_each_key(*keys: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
@@ -40,19 +67,12 @@ def first_of_each_key(*keys: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
 class Staging:
     """A kind's staging table: its name, columns (the first being ``row_no``), the statement
     creating it (a temporary table emptied at commit) and the ``insert`` from it into the real
-    table, which must return the ``row_no`` of every row it inserted.
-
-    Or, cheaper (no join of what was inserted back to the staging rows), ``insert`` returns
-    only how many rows it inserted, and ``inserted_rows`` (run only when that is fewer than
-    were staged: a redelivery) returns the ``row_no`` of the staged rows that this insert
-    stored, told apart by when they were stored and their arrival time.
-    """
+    table, which must return the ``row_no`` of every row it inserted."""
 
     table: str
     columns: tuple[str, ...]
     create: str
     insert: str
-    inserted_rows: str | None = None
 
     async def insert_new(
         self, conn: asyncpg.Connection, values: Sequence[list[object]]
@@ -63,13 +83,7 @@ class Staging:
         await conn.copy_records_to_table(
             self.table, records=zip(*values, strict=True), columns=self.columns
         )
-        if self.inserted_rows is not None:
-            staged = len(values[0])
-            if await conn.fetchval(self.insert) == staged:
-                return np.asarray(values[0], dtype=np.intp)
-            rows = await conn.fetch(self.inserted_rows)
-        else:
-            rows = await conn.fetch(self.insert)
+        rows = await conn.fetch(self.insert)
         new = np.fromiter((r[0] for r in rows), dtype=np.intp, count=len(rows))
         new.sort()
         return new

@@ -6,6 +6,7 @@ supersedes) and a vehicle's track."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from telemetry.kinds.walkthrough.record import POLLUTANTS, WalkthroughBatch
 from telemetry.store import audit
 from telemetry.store.audit import Actor
 from telemetry.store.errors import constraint_errors
-from telemetry.store.staging import Staging, first_of_each_key, json_text
+from telemetry.store.staging import PG_EPOCH_US, binary_copy, first_of_each_key, json_text
 from telemetry.store.versions import check_range, superseded_by
 
 __all__ = [
@@ -62,16 +63,13 @@ _FLOAT_COLUMNS = (
 )
 _STAGING_COLUMNS = (
     "row_no",
-    "vehicle_id",
-    "ts_us",
-    "received_us",
+    "vehicle_no",
+    "ts",
+    "received_at",
     *_FLOAT_COLUMNS,
     "flag",
     "segment_id",
     "snap_distance_m",
-    "extra",
-    "fault",
-    "fault_pollutants",
 )
 _NULLABLE = frozenset(_FLOAT_COLUMNS) - {"lat", "lon"} | {"snap_distance_m"}
 
@@ -80,23 +78,33 @@ def _us(column: str) -> str:
     return f"TIMESTAMPTZ 'epoch' + {column} * INTERVAL '1 microsecond'"
 
 
-# Staging rows carry times as integer microseconds (exact, and cheap to encode); NaN marks an
-# absent value on the wire and becomes NULL here. The insert returns how many rows it stored;
-# only when that is fewer than were staged (a redelivery) does the second statement tell which:
-# those stored by this transaction (stored_at from its start on) from this delivery (a row
-# stored before by another worker, from another delivery of the message, has that delivery's
-# arrival time).
+# The staging rows are fixed-width, built by numpy as one binary COPY stream: the vehicle as
+# its number in $1 (the batch's vehicles, sorted), times as timestamps, NaN for an absent value
+# (NULL here). The few rows with extra fields or a fault come as parameters: ($2, $3) row and
+# JSON text, ($4, $5, $6) row, reason and comma-separated pollutants.
+# The insert returns how many rows it stored; only when that is fewer than were staged (a
+# redelivery) does the second statement tell which: those stored by this transaction
+# (stored_at from its start on) from this delivery (a row stored before by another worker,
+# from another delivery of the message, has that delivery's arrival time).
+_VEHICLES = "unnest($1::text[]) WITH ORDINALITY AS v(vehicle_id, no)"
+_STAGED_FLOATS = ", ".join(
+    f"NULLIF(s.{c}, 'NaN')" if c in _NULLABLE else f"s.{c}" for c in _FLOAT_COLUMNS
+)
 _INSERT = f"""
 WITH inserted AS (
     INSERT INTO walkthrough_readings (
         vehicle_id, ts, received_at, {", ".join(_FLOAT_COLUMNS)},
         flag, segment_id, snap_distance_m, extra, fault, fault_pollutants)
-    SELECT vehicle_id, {_us("ts_us")}, {_us("received_us")},
-           {", ".join(f"NULLIF({c}, 'NaN')" if c in _NULLABLE else c for c in _FLOAT_COLUMNS)},
-           flag, NULLIF(segment_id, -1), NULLIF(snap_distance_m, 'NaN'), extra::jsonb,
-           NULLIF(fault, ''), string_to_array(NULLIF(fault_pollutants, ''), ',')
-    FROM {_STAGING}
-    ORDER BY vehicle_id, ts_us
+    SELECT v.vehicle_id, s.ts, s.received_at,
+           {_STAGED_FLOATS},
+           s.flag, NULLIF(s.segment_id, -1), NULLIF(s.snap_distance_m, 'NaN'), e.extra::jsonb,
+           f.fault, string_to_array(f.pollutants, ',')
+    FROM {_STAGING} s
+    JOIN {_VEHICLES} ON v.no = s.vehicle_no
+    LEFT JOIN unnest($2::int[], $3::text[]) AS e(row_no, extra) ON e.row_no = s.row_no
+    LEFT JOIN unnest($4::int[], $5::text[], $6::text[]) AS f(row_no, fault, pollutants)
+           ON f.row_no = s.row_no
+    ORDER BY s.vehicle_no, s.ts
     ON CONFLICT (vehicle_id, ts) DO NOTHING
     RETURNING 1
 )
@@ -105,27 +113,24 @@ SELECT count(*) FROM inserted
 _INSERTED_ROWS = f"""
 SELECT s.row_no
 FROM {_STAGING} s
+JOIN {_VEHICLES} ON v.no = s.vehicle_no
 JOIN walkthrough_readings r
-  ON r.vehicle_id = s.vehicle_id AND r.ts = {_us("s.ts_us")}
- AND r.received_at = {_us("s.received_us")} AND r.stored_at >= now()
+  ON r.vehicle_id = v.vehicle_id AND r.ts = s.ts
+ AND r.received_at = s.received_at AND r.stored_at >= now()
 """
 
 _CREATE_STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
     row_no integer NOT NULL,
-    vehicle_id text NOT NULL,
-    ts_us bigint NOT NULL,
-    received_us bigint NOT NULL,
+    vehicle_no integer NOT NULL,
+    ts timestamptz NOT NULL,
+    received_at timestamptz NOT NULL,
     {", ".join(f"{c} double precision" for c in _FLOAT_COLUMNS)},
     flag char(1) NOT NULL,
     segment_id bigint NOT NULL,
-    snap_distance_m double precision,
-    extra text,
-    fault text NOT NULL,
-    fault_pollutants text NOT NULL
+    snap_distance_m double precision NOT NULL
 ) ON COMMIT DELETE ROWS
 """
-_STAGED = Staging(_STAGING, _STAGING_COLUMNS, _CREATE_STAGING, _INSERT, _INSERTED_ROWS)
 
 
 async def insert_walkthrough(
@@ -156,21 +161,43 @@ async def insert_walkthrough(
     if calibrated is not None:
         channels = channels | calibrated
     fault, fault_pollutants = mark_calibration(fault, fault_pollutants, channels)
-    keep = first_of_each_key(batch.vehicle_id, batch.ts_us)
-    values = [
-        keep.tolist(),
-        batch.vehicle_id[keep].tolist(),
-        batch.ts_us[keep].tolist(),
-        batch.received_us[keep].tolist(),
-        *(getattr(batch, c)[keep].tolist() for c in _FLOAT_COLUMNS),
-        batch.flag[keep].tolist(),
-        segment_id[keep].tolist(),
-        snap_distance_m[keep].tolist(),
-        [json_text(e) for e in batch.extra[keep].tolist()],
-        fault[keep].tolist(),
-        fault_pollutants[keep].tolist(),
-    ]
-    return await _STAGED.insert_new(conn, values)
+    vehicles, vehicle_no = np.unique(batch.vehicle_id.astype(str), return_inverse=True)
+    vehicle_no = vehicle_no.reshape(-1)
+    keep = first_of_each_key(vehicle_no, batch.ts_us)
+    k = keep.astype(np.int32)
+    stream = binary_copy(
+        [
+            k,
+            vehicle_no[keep].astype(np.int32) + 1,
+            batch.ts_us[keep] - PG_EPOCH_US,
+            batch.received_us[keep] - PG_EPOCH_US,
+            *(getattr(batch, c)[keep].astype(np.float64) for c in _FLOAT_COLUMNS),
+            batch.flag[keep].astype("S1"),
+            segment_id[keep].astype(np.int64),
+            snap_distance_m[keep].astype(np.float64),
+        ]
+    )
+    extra = batch.extra[keep]
+    with_extra = np.flatnonzero(extra.astype(bool))
+    faulty = np.flatnonzero(fault[keep].astype(bool))
+    await conn.execute(_CREATE_STAGING)
+    await conn.copy_to_table(
+        _STAGING, source=io.BytesIO(stream), columns=_STAGING_COLUMNS, format="binary"
+    )
+    args = (
+        vehicles.tolist(),
+        k[with_extra].tolist(),
+        [json_text(e) for e in extra[with_extra].tolist()],
+        k[faulty].tolist(),
+        fault[keep][faulty].tolist(),
+        [p or None for p in fault_pollutants[keep][faulty].tolist()],
+    )
+    if await conn.fetchval(_INSERT, *args) == len(keep):
+        return keep.astype(np.intp)
+    rows = await conn.fetch(_INSERTED_ROWS, args[0])
+    new = np.fromiter((r[0] for r in rows), dtype=np.intp, count=len(rows))
+    new.sort()
+    return new
 
 
 # --- backgrounds and roads -----------------------------------------------------------------
