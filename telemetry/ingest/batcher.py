@@ -1,10 +1,11 @@
 """Micro-batching between the MQTT client and the database.
 
 Messages are added synchronously, each with an acknowledgement token. A batch is flushed when
-it reaches ``max_rows`` messages or its first message is ``max_age_s`` old; once ``flush``
-returns (the batch has committed), its tokens are handed to ``acknowledge``. If ``flush``
-raises, nothing is acknowledged and the broker redelivers. Intake is bounded upstream by the
-MQTT v5 Receive Maximum: the broker never has more unacknowledged messages in flight to us.
+it reaches ``max_rows`` messages (never more: what is left goes next, at once) or its first
+message is ``max_age_s`` old; once ``flush`` returns (the batch has committed), its tokens are
+handed to ``acknowledge``. If ``flush`` raises, nothing is acknowledged and the broker
+redelivers. Intake is bounded upstream by the MQTT v5 Receive Maximum: the broker never has
+more unacknowledged messages in flight to us.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Batcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        carried = False  # what is pending was left by the last (full) batch: it has waited
         while True:
             if not self._pending:
                 if self._closed:
@@ -87,7 +89,7 @@ class Batcher:
                 continue
             # Let the batch fill or age, measured from when its first message was seen.
             deadline = loop.time() + self._max_age_s
-            while len(self._pending) < self._max_rows and not self._closed:
+            while len(self._pending) < self._max_rows and not self._closed and not carried:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -96,8 +98,12 @@ class Batcher:
                 except TimeoutError:
                     break
                 self._wake.clear()
-            batch, tokens = self._pending, self._tokens
-            self._pending, self._tokens = [], []
+            # At most max_rows at a time: after a stall the pending messages (up to the
+            # Receive Maximum) go as several batches, so a batch's memory stays bounded.
+            n = self._max_rows
+            batch, tokens = self._pending[:n], self._tokens[:n]
+            del self._pending[:n], self._tokens[:n]
+            carried = bool(self._pending)
             QUEUE_DEPTH.set(len(batch))
             self._inflight = batch
             await self._flush(batch)
