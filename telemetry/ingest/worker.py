@@ -272,6 +272,7 @@ class IngestWorker:
         """Commit ``messages`` (see :meth:`_commit_resilient`), then account for them."""
         started = time.perf_counter()
         await self._commit_resilient(messages)
+        self._detector.wake(messages[-1].received_us)
         self.committed_messages += len(messages)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(len(messages))

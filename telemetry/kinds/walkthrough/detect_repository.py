@@ -31,11 +31,14 @@ def _ts(param: str) -> str:
 # since - gap, when ``final``). $5, $6 bound the scan of the arrival index; it is materialized
 # so that the planner never walks a vehicle's whole history by the primary key instead, and
 # grouped by vehicle first so that the partition hash runs once per vehicle (a vehicle looked
-# at without new rows is judged again to the same result). A vehicle with an analyser lag
-# ($9, $10: vehicles and their largest lag, s) is left for a later tick while its new rows
-# span less than twice its lag past its cursor, so that its held-back rows (docs/domain.md
-# §5.8) are read about twice, not once per tick; never when it has a row behind its cursor in
-# the window (late rows are read in their window only), went quiet, or the tick is final.
+# at without new rows is judged again to the same result). The same bounds less the gap take
+# the quiet candidates from the index on ``vehicles.last_received_at`` before any hash, rather
+# than a scan and a hash of the whole fleet every tick to find the few that went quiet. A
+# vehicle with an analyser lag ($9, $10: vehicles and their largest lag, s) is left for a
+# later tick while its new rows span less than twice its lag past its cursor, so that its
+# held-back rows (docs/domain.md §5.8) are read about twice, not once per tick; never when it
+# has a row behind its cursor in the window (late rows are read in their window only), went
+# quiet, or the tick is final.
 _TOUCHED = f"""
 WITH held AS (
     SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS h(part, since_us, horizon_us)
@@ -53,12 +56,19 @@ fresh AS (
     JOIN held h ON h.part = {partition_sql("a.vehicle_id", "$4")}
     WHERE a.newest > {_ts("h.since_us")} AND a.oldest <= {_ts("h.horizon_us")}
 ),
+candidates AS MATERIALIZED (
+    SELECT v.vehicle_id, v.last_received_at
+    FROM vehicles v
+    WHERE v.kind = 'walkthrough'
+      AND v.last_received_at > {_ts("$5 - $7")}
+      AND v.last_received_at <= CASE WHEN $8 THEN TIMESTAMPTZ 'infinity'
+                                     ELSE {_ts("$6 - $7")} END
+),
 quiet AS (
     SELECT v.vehicle_id
-    FROM vehicles v
+    FROM candidates v
     JOIN held h ON h.part = {partition_sql("v.vehicle_id", "$4")}
-    WHERE v.kind = 'walkthrough'
-      AND v.last_received_at > {_ts("h.since_us - $7")}
+    WHERE v.last_received_at > {_ts("h.since_us - $7")}
       AND (v.last_received_at <= {_ts("h.horizon_us - $7")} OR $8)
 )
 SELECT t.vehicle_id, {partition_sql("t.vehicle_id", "$4")} AS part,
@@ -208,7 +218,9 @@ _FIELDS = (
 # arrived in the window (late, role 1) and its row at the cursor (the newest consumed: context,
 # role 2). The rows after the cursor and the context row come through the primary key
 # (vehicle_id, ts), one short range per vehicle (OFFSET 0 keeps the planner from turning the
-# LATERAL into a join over the whole table).
+# LATERAL into a join over the whole table). The window's arrivals are matched to the vehicles
+# on the arrival index's columns before a row is fetched: at a steady 1 Hz nearly none of them
+# is late or a new vehicle's, and fetching each first cost a primary-key lookup apiece.
 _ROWS = f"""
 WITH v AS (
     SELECT x.no, x.vehicle_id, x.judged_us, {_ts("x.judged_us")} AS judged_at,
@@ -220,13 +232,17 @@ arrived AS MATERIALIZED (
     SELECT r.vehicle_id, r.ts, r.received_at FROM walkthrough_readings r
     WHERE r.received_at > {_ts("$5")} AND r.received_at <= {_ts("$6")}
 ),
-fresh AS (
-    SELECT v.no, r.*
+fresh_keys AS MATERIALIZED (
+    SELECT v.no, a.vehicle_id, a.ts
     FROM arrived a
     JOIN v ON v.vehicle_id = a.vehicle_id
-    JOIN walkthrough_readings r ON r.vehicle_id = a.vehicle_id AND r.ts = a.ts
     WHERE a.received_at > v.since_at AND a.received_at <= v.horizon_at
       AND (v.judged_us IS NULL OR a.ts <= v.judged_at)
+),
+fresh AS (
+    SELECT k.no, r.*
+    FROM fresh_keys k
+    JOIN walkthrough_readings r ON r.vehicle_id = k.vehicle_id AND r.ts = k.ts
 )
 SELECT (x.no - 1)::int AS no, x.ts_us, x.received_us, x.role, x.fresh, x.lat, x.lon,
        x.flag_ok, x.segment_id, {", ".join(f"x.{p}" for p in POLLUTANTS)}, x.fault,
