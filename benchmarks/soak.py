@@ -16,6 +16,13 @@ window (simulators/load.py). At the end it prints the table and two verdicts: me
 ``--warmup-s`` stayed within 10 % of its smallest value, and publish→stored p50 and p99 of the
 second half of the run are within 20 % (or 25 ms) of the first half's.
 
+``--decompose`` also prints where each opened episode's publish→alert went: the triggering
+reading's sent → received (``received_at``, the service's arrival stamp) → stored
+(``stored_at``, at insert) → the episode's ``created_at`` (the start of the detector tick's
+transaction that opened it) → visible to the LISTENing reader; and the harness's own delays:
+how long after the step's ``sent_at_ms`` stamp its last reading was handed to its connection,
+and how late the harness's event loop ran (both bias the figures upwards).
+
     .venv/bin/python -m benchmarks.soak --rate 5000 --minutes 10
     .venv/bin/python -m benchmarks.soak --rate 2000 --vehicles 2000 --minutes 5   # 1 Hz each
 """
@@ -30,8 +37,11 @@ import statistics
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+import asyncpg
 import numpy as np
 
 from benchmarks.harness import (
@@ -48,7 +58,7 @@ from benchmarks.harness import (
 )
 from simulators.accounts import fleet_publishers
 from simulators.fleet import Fleet, tick_readings
-from simulators.load import AlertWatch, alert_latencies
+from simulators.load import AlertWatch, Opened, alert_latencies
 from simulators.network import load_network
 from simulators.plume import Plumes, default_sources
 from simulators.publisher import Publisher, encode, topic_for
@@ -80,10 +90,12 @@ class Sample:
 
 @dataclass
 class Steps:
-    """When each measurement second was published (wall clock, epoch s)."""
+    """When each measurement second was published (wall clock, epoch s), and how long after
+    its ``sent_at_ms`` stamp its last reading was handed to its connection (ms)."""
 
     first_ts_s: int
     published_at: list[float] = field(default_factory=list)
+    send_ms: list[float] = field(default_factory=list)
 
     def window(self, since: float, until: float) -> tuple[int, int] | None:
         """The measurement seconds published in [since, until)."""
@@ -113,7 +125,8 @@ async def publish(
             continue
         ts_s = steps.first_ts_s + k
         readings = tick_readings(fleet.step(ts_s), ts_s * 1000)
-        tail = b',"sent_at_ms":%d}' % (time.time_ns() // 1_000_000)
+        stamp_ms = time.time_ns() // 1_000_000
+        tail = b',"sent_at_ms":%d}' % stamp_ms
         for vehicle, reading in zip(fleet.vehicle_ids, readings, strict=True):
             queue = backlog[vehicle]
             queue.append((topics[vehicle], encode(reading)[:-1] + tail))
@@ -122,15 +135,78 @@ async def publish(
                 queue.popleft()
             published += sent
         steps.published_at.append(time.time())
+        steps.send_ms.append(time.time() * 1000 - stamp_ms)
         k += 1
     return published
+
+
+async def loop_lag(lags_ms: list[float], every_s: float = 0.01) -> None:
+    """How late this process's event loop wakes a task that sleeps ``every_s`` (ms)."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(every_s)
+        lags_ms.append((time.perf_counter() - t - every_s) * 1000)
+
+
+# Per opened episode and vehicle: the reading that triggered it, chosen as alert_latencies
+# chooses it (simulators/load.py), with its sent, arrival and insert times, and when the
+# episode's row was created (now(): the start of the transaction that opened it).
+_SQL_DECOMPOSE = """
+WITH opened AS (
+    SELECT * FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::timestamptz[])
+        AS o(alert_id, visible_ms, vehicle_id, last_seen)
+)
+SELECT o.alert_id, o.visible_ms, (extract(epoch FROM a.created_at) * 1000)::float8 AS created_ms,
+       t.sent_ms, (extract(epoch FROM t.received_at) * 1000)::float8 AS received_ms,
+       (extract(epoch FROM t.stored_at) * 1000)::float8 AS stored_ms
+FROM opened o
+JOIN alerts a ON a.id = o.alert_id
+JOIN LATERAL (
+    SELECT r.received_at, r.stored_at, (r.extra->>'sent_at_ms')::float8 AS sent_ms
+    FROM walkthrough_readings r
+    WHERE r.vehicle_id = o.vehicle_id AND r.ts >= o.last_seen
+    ORDER BY r.ts LIMIT 2
+) t ON true
+"""
+
+
+async def decompose(
+    conn: asyncpg.Connection, opened: Mapping[int, Opened]
+) -> dict[str, list[float]]:
+    """Publish→alert of each episode of ``opened`` split into its stages (ms each)."""
+    rows = [(a, o.visible_ms, v, o.last_seen) for a, o in opened.items() for v in o.vehicles]
+    if not rows:
+        return {}
+    found = await conn.fetch(_SQL_DECOMPOSE, *[list(c) for c in zip(*rows, strict=True)])
+    # Per (episode, vehicle) the pass's last reading, then the next one if it was stored
+    # before the episode became visible; per episode the latest-sent of its vehicles'.
+    chosen: dict[int, Any] = {}
+    for r in found:
+        if r["sent_ms"] is None:
+            continue
+        best = chosen.get(r["alert_id"])
+        if r["stored_ms"] <= r["visible_ms"] and (best is None or r["sent_ms"] > best["sent_ms"]):
+            chosen[r["alert_id"]] = r
+    stages: dict[str, list[float]] = {
+        "sent → received": [], "received → stored": [], "stored → tick opening it": [],
+        "tick start → visible": [], "sent → visible": [],
+    }  # fmt: skip
+    for r in chosen.values():
+        stages["sent → received"].append(r["received_ms"] - r["sent_ms"])
+        stages["received → stored"].append(r["stored_ms"] - r["received_ms"])
+        stages["stored → tick opening it"].append(r["created_ms"] - r["stored_ms"])
+        stages["tick start → visible"].append(r["visible_ms"] - r["created_ms"])
+        stages["sent → visible"].append(r["visible_ms"] - r["sent_ms"])
+    return stages
 
 
 def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else math.nan
 
 
-async def soak(stack: Stack, args: argparse.Namespace) -> tuple[list[Sample], float]:
+async def soak(
+    stack: Stack, args: argparse.Namespace
+) -> tuple[list[Sample], float, dict[str, list[float]]]:
     network = load_network(DEFAULT_ROADS)
     fleet = Fleet(
         network, Plumes(default_sources(network), network), vehicles=args.vehicles, seed=1,
@@ -145,6 +221,9 @@ async def soak(stack: Stack, args: argparse.Namespace) -> tuple[list[Sample], fl
     watch_conn = await harness_connection(stack.database_url)
     proc = start_service(stack, args.service)
     samples: list[Sample] = []
+    stages: dict[str, list[float]] = {}
+    lags_ms: list[float] = []
+    lagging = asyncio.create_task(loop_lag(lags_ms)) if args.decompose else None
     try:
         async with fleet_publishers(
             stack.settings, fleet.vehicle_ids, Kind.WALKTHROUGH, session_expiry_s=600
@@ -184,13 +263,19 @@ async def soak(stack: Stack, args: argparse.Namespace) -> tuple[list[Sample], fl
                 await asyncio.sleep(LAG_S)
                 opened = dict(watch.opened)
         latency = await alert_latencies(conn, opened, list(fleet.vehicle_ids))
+        if args.decompose:
+            stages = await decompose(conn, opened)
+            stages["harness: stamp → step's last send"] = steps.send_ms
+            stages["harness: event loop late by"] = lags_ms
         for alert_id, ms in latency.items():
             t = opened[alert_id].visible_ms / 1000.0 - t0
             for sample in samples:
                 if sample.t_s - args.every_s <= t < sample.t_s:
                     sample.alert_ms.append(ms)
-        return samples, total / duration_s
+        return samples, total / duration_s, stages
     finally:
+        if lagging is not None:
+            lagging.cancel()
         stop_service(proc)
         await conn.close()
         await watch_conn.close()
@@ -204,7 +289,9 @@ def _print_sample(s: Sample) -> None:
     )
 
 
-def report(samples: list[Sample], args: argparse.Namespace, rate: float) -> None:
+def report(
+    samples: list[Sample], args: argparse.Namespace, rate: float, stages: dict[str, list[float]]
+) -> None:
     print(
         f"\n  {'t (s)':>6}  {'RSS MB':>7}  {'CPU':>7}  {'stored/published':>15}"
         f"  {'p50 ms':>8}  {'p99 ms':>8}   publish→alert (episodes opened)"
@@ -252,6 +339,15 @@ def report(samples: list[Sample], args: argparse.Namespace, rate: float) -> None
         f"publish→alert over the run: p50 {_pct(alerts, 50):,.0f} ms, p99 {_pct(alerts, 99):,.0f}"
         f" ms, max {alerts.max() if alerts.size else math.nan:,.0f} ms ({alerts.size} episodes)"
     )
+    if stages:
+        print("\nwhere publish→alert went (ms; per episode, and the harness's own delays):")
+        for name, values in stages.items():
+            v = np.asarray(values, dtype=np.float64)
+            print(
+                f"  {name:<36} p50 {_pct(v, 50):>7,.0f}  p90 {_pct(v, 90):>7,.0f}"
+                f"  p99 {_pct(v, 99):>7,.0f}  max {v.max() if v.size else math.nan:>7,.0f}"
+                f"  ({v.size})"
+            )
 
 
 def main() -> int:
@@ -265,6 +361,9 @@ def main() -> int:
     parser.add_argument("--warmup-s", type=float, default=None, help="default: 20 %% of the run")
     parser.add_argument("--service", choices=("ingest", "serve"), default="ingest")
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    parser.add_argument(
+        "--decompose", action="store_true", help="split publish→alert into its stages"
+    )
     args = parser.parse_args()
     quiet_clients()
     args.vehicles = args.vehicles or max(1, round(args.rate / 10))
@@ -277,8 +376,8 @@ def main() -> int:
             f"{machine_load()}",
             flush=True,
         )
-        samples, rate = asyncio.run(soak(stack, args))
-    report(samples, args, rate)
+        samples, rate, stages = asyncio.run(soak(stack, args))
+    report(samples, args, rate, stages)
     print(machine_load())
     return 0
 
