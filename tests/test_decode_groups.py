@@ -48,9 +48,9 @@ PAYLOADS = st.sampled_from(
         json.dumps([]),
         json.dumps([_reading(i) for i in range(12)]),  # beyond the limit of 10
         json.dumps(_reading(9))[:-1] + ', "pm25": 1}',  # a key twice
-        '{"ts": %d, "lat": 39.99' % TS,  # fragments
+        f'{{"ts": {TS}, "lat": 39.99',  # fragments
         '"lon": 116.31}',
-        '{"ts": %d, "lat": 1, "lon": 2},{"ts": %d, "lat": 1, "lon": 2}' % (TS, TS + 1),
+        f'{{"ts": {TS}, "lat": 1, "lon": 2}},{{"ts": {TS + 1}, "lat": 1, "lon": 2}}',
         json.dumps({**_reading(10), "lat": "north"}),  # wrong type
         json.dumps({**_reading(11), "flag": "bad"}),
         '{"ts": "2026-11-22T08:00:00+08:00", "lat": 39.99, "lon": 116.31}',
