@@ -16,6 +16,7 @@ __all__ = [
     "CST",
     "CST_OFFSET_US",
     "MAX_EPOCH_MS",
+    "PG_EPOCH_US",
     "EpochMs",
     "Timestamp",
     "cst_midnight_us",
@@ -36,6 +37,9 @@ EpochMs = Annotated[int, msgspec.Meta(ge=-MAX_EPOCH_MS, le=MAX_EPOCH_MS)]
 #: China Standard Time, the time zone of the standards' effective dates.
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 CST_OFFSET_US = 8 * 3_600 * 1_000_000
+
+#: PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC: this many epoch µs.
+PG_EPOCH_US = 946_684_800_000_000
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.datetime.resolution  # one microsecond

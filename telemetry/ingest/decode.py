@@ -59,16 +59,20 @@ _encoder = msgspec.json.Encoder()
 _UNDECODABLE = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
 
 
+def _typed_key_bound(typed: Any) -> int:
+    """A lower bound of the keys (plus colons inside strings) that the strictly decoded
+    ``typed`` was sent with: the colons of its re-encoding, which omits defaults. A nested
+    struct's None field (an emergency gas without sensor) is encoded ":null" although it may
+    not have been sent: not counted."""
+    encoded = _encoder.encode(typed)
+    return encoded.count(b":") - encoded.count(b":null")
+
+
 def _typed_without_duplicates(payload: bytes, typed: Any) -> bool:
     """True if the strictly decoded ``typed`` provably had no duplicate key (see module doc).
     Fields left at their default and nulls are not counted, so a payload that sends them
     is not proven here and takes the generic path, which proves it."""
-    if b"\\" in payload:
-        return False
-    encoded = _encoder.encode(typed)
-    # A nested struct's None field (an emergency gas without sensor) is encoded ":null"
-    # although it may not have been sent: not counted.
-    return payload.count(b":") == encoded.count(b":") - encoded.count(b":null")
+    return b"\\" not in payload and payload.count(b":") == _typed_key_bound(typed)
 
 
 def _raw_without_duplicates(payload: bytes, raw: Any) -> bool:
@@ -176,10 +180,9 @@ class Decoder:
             self.with_extras.clear()
         if len(self._topics) > self._MAX_REMEMBERED:
             self._topics.clear()
-        topics = self._topics
-        # The usual micro-batch, in bulk (C-level maps): every topic known and of one kind,
-        # every payload a JSON object or array within the size limit.
-        parsed = list(map(topics.get, [m.topic for m in messages]))
+        # The usual micro-batch, checked in bulk (C-level maps): every topic known and of one
+        # kind, every payload a JSON object or array within the size limit: one group.
+        parsed = list(map(self._topics.get, [m.topic for m in messages]))
         payloads = [m.payload for m in messages]
         if (
             parsed
@@ -189,21 +192,23 @@ class Decoder:
             and all(map(bytes.startswith, payloads, repeat(self._OPENERS)))
         ):
             self._decode_run(messages, {parsed[0][0]: list(range(len(messages)))})  # type: ignore[index]
-            return Decoded(rows={k: v for k, v in self.rows.items() if len(v)}, dead=self.dead)
+        else:
+            self._decode_mixed(messages)
+        return Decoded(rows={k: v for k, v in self.rows.items() if len(v)}, dead=self.dead)
+
+    def _decode_mixed(self, messages: Sequence[Message]) -> None:
+        """Consecutive messages the groups can take, grouped by kind (message order kept per
+        kind); each other message one by one where it stands."""
+        topics = self._topics
         openers = self._OPENERS
         limit = self.max_payload_bytes
-        # Consecutive messages the groups can take, by kind (message order kept per kind).
         run: dict[Kind, list[int]] = {}
         for m_index, msg in enumerate(messages):
             topic = msg.topic
             known = topics[topic] if topic in topics else self._topic(topic)
             payload = msg.payload
             if known is not None and payload[:1] in openers and len(payload) <= limit:
-                group = run.get(known[0])
-                if group is None:
-                    run[known[0]] = [m_index]
-                else:
-                    group.append(m_index)
+                run.setdefault(known[0], []).append(m_index)
                 continue
             if run:
                 self._decode_run(messages, run)
@@ -211,7 +216,6 @@ class Decoder:
             self._decode_guarded(m_index, msg)
         if run:
             self._decode_run(messages, run)
-        return Decoded(rows={k: v for k, v in self.rows.items() if len(v)}, dead=self.dead)
 
     def _topic(self, topic: str) -> tuple[Kind, str] | None:
         """The topic's (kind, vehicle id), remembered; None when the one-by-one path must
@@ -258,10 +262,8 @@ class Decoder:
                 typed = [strict(p) for p in payloads]
             except _UNDECODABLE:
                 typed = None  # an extra field, most likely: the generic way below
-            if typed is not None:
-                encoded = _encoder.encode(typed)
-                if colons != encoded.count(b":") - encoded.count(b":null"):
-                    typed = None  # a default or null sent: the generic proof below
+            if typed is not None and colons != _typed_key_bound(typed):
+                typed = None  # a default or null sent: the generic proof below
             if typed is not None:
                 if any(type(t) is list for t in typed):
                     if not all(0 < len(t) <= self.max_items for t in typed if type(t) is list):

@@ -11,7 +11,14 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PG_EPOCH_US", "Staging", "binary_copy", "first_of_each_key", "json_text"]
+__all__ = [
+    "Staging",
+    "binary_copy",
+    "binary_row",
+    "first_of_each_key",
+    "json_text",
+    "parse_binary_copy",
+]
 
 _encoder = msgspec.json.Encoder()
 
@@ -22,30 +29,45 @@ def json_text(value: object) -> str | None:
     return None if value is None else _encoder.encode(value).decode()
 
 
-#: PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC.
-PG_EPOCH_US = 946_684_800_000_000
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no extension
+# PostgreSQL's binary COPY format: a header (signature, flags 0, no extension), then per row
+# a field count (int16) and per field its length (int32) and big-endian bytes, then -1.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _COPY_TRAILER = b"\xff\xff"
 
 
+def binary_row(fields: Sequence[tuple[str, str]]) -> np.dtype[np.void]:
+    """The numpy layout of one binary COPY row whose fields (name, big-endian numpy type) are
+    all fixed-width and never NULL: the field count, then each field's length and value."""
+    layout = [("count", ">i2")]
+    for name, kind in fields:
+        layout += [(f"len_{name}", ">i4"), (name, kind)]
+    return np.dtype(layout)
+
+
+def parse_binary_copy(data: bytes, row: np.dtype[np.void]) -> npt.NDArray[np.void]:
+    """The rows of a binary COPY stream (``COPY … TO STDOUT (FORMAT binary)``) laid out as
+    ``row`` (:func:`binary_row`), without a copy."""
+    n = (len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)) // row.itemsize
+    return np.frombuffer(data, dtype=row, count=max(n, 0), offset=len(_COPY_HEADER))
+
+
 def binary_copy(columns: Sequence[npt.NDArray[np.generic]]) -> bytes:
-    """A COPY ``FORMAT binary`` stream of fixed-width columns, built by numpy in one pass:
-    per row the field count, then each field's length and big-endian value. Columns are
+    """A binary COPY stream of fixed-width columns, built by numpy in one pass. Columns are
     ``int16/32/64``, ``float64`` (``smallint``, ``integer``, ``bigint``, ``double precision``;
-    an ``int64`` of microseconds since :data:`PG_EPOCH_US` for ``timestamptz``) or ``S1``
-    (``char(1)``). No NULLs: absent values travel as sentinels (NaN, -1) and the insert turns
-    them into NULL."""
+    an ``int64`` of microseconds since :data:`telemetry.clock.PG_EPOCH_US` for ``timestamptz``)
+    or ``S1`` (``char(1)``). No NULLs: absent values travel as sentinels (NaN, -1) and the
+    insert turns them into NULL."""
     n = len(columns[0]) if columns else 0
-    fields: list[tuple[str, str]] = [("count", ">i2")]
-    for i, column in enumerate(columns):
-        if len(column) != n:
-            raise ValueError("columns of different lengths")
-        fields += [(f"l{i}", ">i4"), (f"v{i}", column.dtype.newbyteorder(">").str)]
-    rows = np.empty(n, dtype=np.dtype(fields))
+    if any(len(column) != n for column in columns):
+        raise ValueError("columns of different lengths")
+    names = [f"c{i}" for i in range(len(columns))]
+    types = [c.dtype.newbyteorder(">").str for c in columns]
+    row = binary_row(list(zip(names, types, strict=True)))
+    rows = np.empty(n, dtype=row)
     rows["count"] = len(columns)
-    for i, column in enumerate(columns):
-        rows[f"l{i}"] = column.dtype.itemsize
-        rows[f"v{i}"] = column
+    for name, column in zip(names, columns, strict=True):
+        rows[f"len_{name}"] = column.dtype.itemsize
+        rows[name] = column
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 

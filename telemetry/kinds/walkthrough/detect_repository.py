@@ -12,12 +12,14 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
+from telemetry.clock import PG_EPOCH_US
 from telemetry.columns import IntArray, ObjectArray
 from telemetry.kinds.walkthrough.detection.faults import FAULTS
 from telemetry.kinds.walkthrough.detection.ordered import NO_CURSOR, Cursors, Plan, StoredRows
 from telemetry.kinds.walkthrough.detection.tracker import PassStats
 from telemetry.kinds.walkthrough.record import POLLUTANTS
 from telemetry.store.partitions import partition_sql
+from telemetry.store.staging import binary_row, parse_binary_copy
 
 __all__ = ["Touched", "read_rows", "touched_vehicles", "write_cursors", "write_faults"]
 
@@ -283,21 +285,10 @@ _TYPES = {
     "fault_bits": ">i8",
     **{p: ">f4" for p in POLLUTANTS},
 }
-# PostgreSQL's binary COPY: per row a field count (int16), then per field its length (int32)
-# and its bytes; every field here is fixed-width and never NULL, so rows have one layout.
+# Every field here is fixed-width and never NULL, so rows of the binary COPY have one layout.
 # Timestamps travel as their binary form (µs since 2000-01-01) and pollutants as stored
 # (real), so the server converts nothing.
-_ROW = np.dtype(
-    [("count", ">i2")]
-    + [item for f in _FIELDS for item in ((f"len_{f}", ">i4"), (f, _TYPES.get(f, ">f8")))]
-)
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in epoch µs
-_HEADER = 19  # signature (11), flags (4), header extension length (4)
-
-
-def _parse(data: bytes) -> npt.NDArray[np.void]:
-    n = (len(data) - _HEADER - 2) // _ROW.itemsize
-    return np.frombuffer(data, dtype=_ROW, count=max(n, 0), offset=_HEADER)
+_ROW = binary_row([(f, _TYPES.get(f, ">f8")) for f in _FIELDS])
 
 
 async def read_rows(conn: asyncpg.Connection, touched: Touched) -> StoredRows:
@@ -320,11 +311,11 @@ async def read_rows(conn: asyncpg.Connection, touched: Touched) -> StoredRows:
         output=collect,
         format="binary",
     )
-    raw = _parse(b"".join(chunks))
+    raw = parse_binary_copy(b"".join(chunks), _ROW)
     return StoredRows(
         vehicle=raw["no"].astype(np.int64),
-        ts_us=raw["ts_us"].astype(np.int64) + _PG_EPOCH_US,
-        received_us=raw["received_us"].astype(np.int64) + _PG_EPOCH_US,
+        ts_us=raw["ts_us"].astype(np.int64) + PG_EPOCH_US,
+        received_us=raw["received_us"].astype(np.int64) + PG_EPOCH_US,
         role=raw["role"].astype(np.int64),
         fresh=raw["fresh"].astype(bool),
         lat=raw["lat"].astype(np.float64),

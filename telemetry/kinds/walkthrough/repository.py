@@ -15,6 +15,7 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
+from telemetry.clock import PG_EPOCH_US
 from telemetry.columns import FloatArray, IntArray
 from telemetry.errors import NotFoundError, ValidationError
 from telemetry.kinds.walkthrough.detection.calibration import flagged_channels, mark_calibration
@@ -23,7 +24,7 @@ from telemetry.kinds.walkthrough.record import POLLUTANTS, WalkthroughBatch
 from telemetry.store import audit
 from telemetry.store.audit import Actor
 from telemetry.store.errors import constraint_errors
-from telemetry.store.staging import PG_EPOCH_US, binary_copy, first_of_each_key, json_text
+from telemetry.store.staging import binary_copy, first_of_each_key, json_text
 from telemetry.store.versions import check_range, superseded_by
 
 __all__ = [
@@ -183,9 +184,9 @@ async def insert_walkthrough(
             snap_distance_m[keep].astype(np.float64),
         ]
     )
-    extra = batch.extra[keep]
+    extra, fault, fault_pollutants = batch.extra[keep], fault[keep], fault_pollutants[keep]
     with_extra = np.flatnonzero(extra.astype(bool))
-    faulty = np.flatnonzero(fault[keep].astype(bool))
+    faulty = np.flatnonzero(fault.astype(bool))
     await conn.execute(_CREATE_STAGING)
     await conn.copy_to_table(
         _STAGING, source=_once(stream), columns=_STAGING_COLUMNS, format="binary"
@@ -195,8 +196,8 @@ async def insert_walkthrough(
         k[with_extra].tolist(),
         [json_text(e) for e in extra[with_extra].tolist()],
         k[faulty].tolist(),
-        fault[keep][faulty].tolist(),
-        [p or None for p in fault_pollutants[keep][faulty].tolist()],
+        fault[faulty].tolist(),
+        [p or None for p in fault_pollutants[faulty].tolist()],
     )
     if await conn.fetchval(_INSERT, *args) == len(keep):
         return keep.astype(np.intp)
